@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from otel_plugin import queries
+from otel_plugin import contract, queries
 from otel_plugin.stores import (
     Jaeger,
     Loki,
@@ -33,7 +33,6 @@ from otel_plugin.stores import (
 
 EVENT_LIMIT = 5000  # Loki's default max_entries_limit_per_query; far above one run's events here
 FACT_FIELDS = ("rows_read", "rows_written", "bytes_read", "bytes_written", "zero_rows", "checks_failed")
-FACT_PREFIXES = ("check.", "fact.")
 PASTE_QUERIES = ("run_timeline", "run_failures", "zero_rows_events", "run_trace")
 DAG_QUERIES = ("task_counts", "task_retries", "zero_rows_tasks")  # metrics carry no run_id
 
@@ -52,7 +51,7 @@ def _facts(record: Mapping[str, Any]) -> dict[str, str]:
     facts = {name: str(v) for name in FACT_FIELDS if (v := _field(record, name)) not in (None, "")}
     if facts.get("zero_rows", "").lower() != "true":  # only the finding is worth a column
         facts.pop("zero_rows", None)
-    prefixes = FACT_PREFIXES + tuple(queries.loki_name(p) for p in FACT_PREFIXES)
+    prefixes = contract.FIELD_PREFIXES + tuple(queries.loki_name(p) for p in contract.FIELD_PREFIXES)
     facts.update({k: str(v) for k, v in sorted(record.items()) if k.startswith(prefixes)})
     return facts
 

@@ -38,10 +38,12 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlencode
 
+from otel_plugin import contract
+from otel_plugin.contract import SERVICE_NAME
+
 Signal = Literal["metrics", "logs", "traces"]
 Dialect = Literal["promql", "logsql", "logql", "jaeger", "traceql"]
 
-SERVICE_NAME = "airflow"
 DIALECTS: dict[Signal, tuple[Dialect, ...]] = {
     "metrics": ("promql",),
     "logs": ("logsql", "logql"),
@@ -50,15 +52,15 @@ DIALECTS: dict[Signal, tuple[Dialect, ...]] = {
 # Filter fields users can set, and whether the dashboards' variable for it is multi-value.
 FILTER_FIELDS: dict[str, bool] = {"dag_id": True, "task_id": True, "state": True, "run_id": False}
 
-# Prometheus names of the plugin's metrics (docs/CONTRACT-DRAFT.md).
-TASK_FINISHED = "airflow_otel_task_instance_finished_total"
-TASK_RETRIES = "airflow_otel_task_instance_retries_total"
-TASK_DURATION = "airflow_otel_task_instance_duration_seconds"
-TASK_ZERO_ROWS = "airflow_otel_task_instance_zero_rows_total"
-DAG_RUN_FINISHED = "airflow_otel_dag_run_finished_total"
-DAG_RUN_DURATION = "airflow_otel_dag_run_duration_seconds"
-TASK_ROWS = "airflow_otel_task_rows_total"
-TASK_CHECKS = "airflow_otel_task_checks_total"
+# Prometheus names of the plugin's metrics (otel_plugin.contract).
+TASK_FINISHED = contract.TASK_FINISHED.prometheus
+TASK_RETRIES = contract.TASK_RETRIES.prometheus
+TASK_DURATION = contract.TASK_DURATION.prometheus
+TASK_ZERO_ROWS = contract.TASK_ZERO_ROWS.prometheus
+DAG_RUN_FINISHED = contract.DAG_RUN_FINISHED.prometheus
+DAG_RUN_DURATION = contract.DAG_RUN_DURATION.prometheus
+TASK_ROWS = contract.TASK_ROWS.prometheus
+TASK_CHECKS = contract.TASK_CHECKS.prometheus
 
 FilterValue = str | tuple[str, ...]
 
@@ -160,7 +162,7 @@ class Query:
 
 
 _FAILED = _is("state", "failed", "up_for_retry")
-_TASK = _is("event", "task_instance")
+_TASK = _is("event", contract.EVENT_TASK)
 _FAILURE_COLUMNS = (
     "_time", "dag_id", "run_id", "task_id", "try_number", "map_index", "state", "error.type", "error.message",
 )  # fmt: skip
@@ -175,7 +177,7 @@ CATALOGUE: tuple[Query, ...] = (
           ("dag_id", "run_id", "task_id"),
           EventList((_TASK, _is("state", "success"), _is("zero_rows", "true")))),
     Query("dag_runs", "Finished DAG runs with state and duration",
-          ("dag_id", "state"), EventList((_is("event", "dag_run"),))),
+          ("dag_id", "state"), EventList((_is("event", contract.EVENT_DAG_RUN),))),
     Query("event_counts", "Task events per DAG, task and state over the window",
           ("dag_id", "run_id", "task_id"), EventCount(("dag_id", "task_id", "state"), (_TASK,))),
     # Metrics: Prometheus.
