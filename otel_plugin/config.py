@@ -1,0 +1,192 @@
+"""Plugin configuration: an ``[otel_plugin]`` section in airflow.cfg plus the standard ``OTEL_*`` variables.
+
+Every key of the section can be overridden with ``AIRFLOW__OTEL_PLUGIN__<KEY>`` (Airflow's own rule).
+
+=================  =======  ==========================  ============================================
+key                type     default                     meaning
+=================  =======  ==========================  ============================================
+enabled            bool     true                        master switch; false registers no listener
+metrics            bool     true                        send delta metrics
+events             bool     true                        send one OTLP log record per state change
+traces             bool     true                        send one span per task try and per DAG run
+json_path          str      ""                          also write events as JSON lines: a file
+                                                        path, "-" for stdout, "" for off
+flush_budget       float    2.0                         seconds a task may spend flushing at exit,
+                                                        all signals together
+export_timeout     float    5.0                         seconds for one background export request
+spool_dir          str      $AIRFLOW_HOME/otel_spool    where failed exports wait for redelivery
+spool_max_mb       int      256                         spool size cap; oldest files go first
+=================  =======  ==========================  ============================================
+
+Standard OpenTelemetry variables: ``OTEL_EXPORTER_OTLP_ENDPOINT`` (default ``http://localhost:4318``) and the
+per-signal ``OTEL_EXPORTER_OTLP_{METRICS,LOGS,TRACES}_ENDPOINT``, ``OTEL_EXPORTER_OTLP_HEADERS`` (and
+per-signal), ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``http/protobuf`` only), ``OTEL_EXPORTER_OTLP_COMPRESSION``
+(``gzip`` or ``none``), ``OTEL_EXPORTER_OTLP_CERTIFICATE``, ``OTEL_SERVICE_NAME`` (default ``airflow``) and
+``OTEL_RESOURCE_ATTRIBUTES``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from urllib.parse import unquote
+
+log = logging.getLogger(__name__)
+
+SECTION = "otel_plugin"
+SIGNAL_PATHS = {"metrics": "v1/metrics", "logs": "v1/logs", "traces": "v1/traces"}
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the key and the value."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # may hold credentials
+    gzip: bool = False
+    certificate: str | None = None
+
+
+@dataclass(frozen=True)
+class PluginConfig:
+    enabled: bool = True
+    metrics: bool = True
+    events: bool = True
+    traces: bool = True
+    json_path: str = ""
+    flush_budget: float = 2.0
+    export_timeout: float = 5.0
+    spool_dir: Path = Path("otel_spool")
+    spool_max_bytes: int = 256 * 2**20
+    service_name: str = "airflow"
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
+
+
+def _airflow_conf():
+    for module in ("airflow.sdk.configuration", "airflow.configuration"):
+        try:
+            return __import__(module, fromlist=["conf"]).conf
+        except Exception:
+            continue
+    return None
+
+
+def _raw(key: str) -> str | None:
+    """The section value: env override first (as Airflow does), then airflow.cfg."""
+    env = os.environ.get(f"AIRFLOW__{SECTION.upper()}__{key.upper()}")
+    if env is not None:
+        return env
+    conf = _airflow_conf()
+    if conf is None:
+        return None
+    try:
+        return conf.get(SECTION, key, fallback=None)
+    except Exception:
+        return None
+
+
+def _bool(key: str, default: bool) -> bool:
+    raw = _raw(key)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on", "t", "y"):
+        return True
+    if value in ("0", "false", "no", "off", "f", "n"):
+        return False
+    raise ConfigError(f"[{SECTION}] {key} must be true or false, got {raw!r}")
+
+
+def _float(key: str, default: float, minimum: float, maximum: float) -> float:
+    raw = _raw(key)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"[{SECTION}] {key} must be a number of seconds, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"[{SECTION}] {key} must be between {minimum} and {maximum}, got {raw!r}")
+    return value
+
+
+def parse_headers(raw: str) -> dict[str, str]:
+    """W3C-baggage-style ``key=value,key2=value2`` with percent-encoding, as the OTel spec defines."""
+    headers = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            # Do not echo the item: it may hold a credential.
+            raise ConfigError("OTEL_EXPORTER_OTLP_HEADERS has an entry without 'key=value'")
+        headers[unquote(key.strip())] = unquote(value.strip())
+    return headers
+
+
+def _endpoint(signal: str) -> Endpoint:
+    env = os.environ
+    upper = signal.upper()
+    protocol = env.get(f"OTEL_EXPORTER_OTLP_{upper}_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+    if protocol and protocol.strip() != "http/protobuf":
+        raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported; use http/protobuf")
+    url = env.get(f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT")
+    if not url:  # the generic endpoint is a base URL; the signal path is appended (OTel spec)
+        base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318").rstrip("/")
+        url = f"{base}/{SIGNAL_PATHS[signal]}"
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"OTLP {signal} endpoint must start with http:// or https://, got {url!r}")
+    headers = parse_headers(env.get("OTEL_EXPORTER_OTLP_HEADERS", ""))
+    headers.update(parse_headers(env.get(f"OTEL_EXPORTER_OTLP_{upper}_HEADERS", "")))
+    compression = (
+        env.get(f"OTEL_EXPORTER_OTLP_{upper}_COMPRESSION") or env.get("OTEL_EXPORTER_OTLP_COMPRESSION") or "none"
+    ).strip().lower()
+    if compression not in ("gzip", "none"):
+        raise ConfigError(f"OTEL_EXPORTER_OTLP_COMPRESSION must be gzip or none, got {compression!r}")
+    certificate = env.get(f"OTEL_EXPORTER_OTLP_{upper}_CERTIFICATE") or env.get("OTEL_EXPORTER_OTLP_CERTIFICATE")
+    return Endpoint(url=url, headers=headers, gzip=compression == "gzip", certificate=certificate or None)
+
+
+def _default_spool_dir() -> Path:
+    home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
+    return Path(home) / "otel_spool"
+
+
+def load() -> PluginConfig:
+    """Read the configuration; raises ConfigError with a clear message on a bad value."""
+    enabled = _bool("enabled", True)
+    spool = _raw("spool_dir")
+    max_mb = _float("spool_max_mb", 256, 1, 1_000_000)
+    return PluginConfig(
+        enabled=enabled,
+        metrics=_bool("metrics", True),
+        events=_bool("events", True),
+        traces=_bool("traces", True),
+        json_path=(_raw("json_path") or "").strip(),
+        flush_budget=_float("flush_budget", 2.0, 0.0, 60.0),
+        export_timeout=_float("export_timeout", 5.0, 0.1, 120.0),
+        spool_dir=Path(spool).expanduser() if spool and spool.strip() else _default_spool_dir(),
+        spool_max_bytes=int(max_mb * 2**20),
+        service_name=os.environ.get("OTEL_SERVICE_NAME", "").strip() or "airflow",
+        endpoints={signal: _endpoint(signal) for signal in SIGNAL_PATHS} if enabled else {},
+    )
+
+
+@cache
+def get() -> PluginConfig | None:
+    """The process's configuration, read once; None (and one clear error in the log) if it is invalid."""
+    try:
+        return load()
+    except ConfigError as exc:
+        log.error("otel_plugin disabled: %s", exc)
+        return None
+
+
+def reset() -> None:
+    """Forget the cached configuration (tests)."""
+    get.cache_clear()

@@ -1,0 +1,163 @@
+"""Structured events: one OTLP log record per task-instance state change and per DAG-run change.
+
+The same events can be written as JSON lines (python-json-logger) to a file or stdout for users who ship
+logs with an agent. High-cardinality ids (run_id, try_number, map_index) are fields here, never labels.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.context import Context
+
+from . import contract
+from .api import Facts
+from .errors import ErrorInfo
+from .model import DagRunInfo, TaskRun
+from .sanitize import bound_attributes, clean_text
+
+Attributes = dict[str, object]
+
+_PRIORITY = (*contract.COMMON_FIELDS, *contract.TASK_FIELDS, *contract.DAG_RUN_FIELDS)
+_SEVERITY = {
+    "failed": SeverityNumber.ERROR,
+    "up_for_retry": SeverityNumber.WARN,
+    "upstream_failed": SeverityNumber.WARN,
+    "skipped": SeverityNumber.WARN,
+    "removed": SeverityNumber.WARN,
+}
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.timezone.utc).isoformat() if value else None
+
+
+def _common(event: str, dag_id: str, run_id: str, state: str | None, trace_id: int, span_id: int) -> Attributes:
+    return {
+        "event": event,
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "state": state,
+        "trace_id": f"{trace_id:032x}",
+        "span_id": f"{span_id:016x}",
+        "cicd.pipeline.name": dag_id,
+        "cicd.pipeline.run.id": run_id,
+    }
+
+
+def task_attributes(run: TaskRun, error: ErrorInfo | None = None, facts: Facts | None = None) -> Attributes:
+    attrs = _common(contract.EVENT_TASK, run.dag_id, run.run_id, run.state, run.trace.trace_id, run.span_id)
+    attrs.update({
+        "task_id": run.task_id,
+        "try_number": run.try_number,
+        "max_tries": run.max_tries,
+        "map_index": run.map_index,
+        "previous_state": run.previous_state,
+        "run_type": run.run_type,
+        "start_time": _iso(run.start),
+        "end_time": _iso(run.end),
+        "duration_s": run.duration,
+        "hostname": run.hostname,
+        "operator": run.operator,
+        "pool": run.pool,
+        "queue": run.queue,
+        "log_url": run.log_url,
+        "reconciled": run.reconciled or None,
+        "cicd.pipeline.task.name": run.task_id,
+        "cicd.pipeline.task.run.id": f"{run.run_id}/{run.task_id}/{run.map_index}/{run.try_number}",
+        "cicd.pipeline.task.run.result": contract.CICD_RESULT.get(run.state or ""),
+        "cicd.pipeline.task.run.url.full": run.log_url,
+    })
+    if error:
+        attrs["error.type"] = error.type
+        attrs["error.message"] = error.message
+    if facts:
+        attrs.update(fact_attributes(facts))
+    return _bounded(attrs)
+
+
+def fact_attributes(facts: Facts) -> Attributes:
+    attrs: Attributes = {
+        "rows_read": facts.rows_read,
+        "rows_written": facts.rows_written,
+        "bytes_read": facts.bytes_read,
+        "bytes_written": facts.bytes_written,
+        "zero_rows": facts.zero_rows,
+    }
+    if facts.checks:
+        attrs["checks_failed"] = sum(1 for passed in facts.checks.values() if not passed)
+        attrs.update({f"check.{name}": "passed" if ok else "failed" for name, ok in facts.checks.items()})
+    attrs.update({f"fact.{key}": value for key, value in facts.extra.items()})
+    return attrs
+
+
+def dag_run_attributes(info: DagRunInfo) -> Attributes:
+    attrs = _common(contract.EVENT_DAG_RUN, info.dag_id, info.run_id, info.state, info.trace.trace_id,
+                    info.trace.root_span_id)
+    attrs.update({
+        "run_type": info.run_type,
+        "start_time": _iso(info.start),
+        "end_time": _iso(info.end),
+        "duration_s": (info.end - info.start).total_seconds() if info.start and info.end else None,
+        "reason": clean_text(info.message) if info.message else None,
+        "cicd.pipeline.result": contract.CICD_RESULT.get(info.state or ""),
+    })
+    return _bounded(attrs)
+
+
+def _bounded(attrs: Attributes) -> Attributes:
+    """Coerced, masked and size-capped; the contract's own fields win over user facts when space runs out."""
+    return dict(bound_attributes(attrs, keep_first=_PRIORITY))
+
+
+def _body(attrs: Attributes) -> str:
+    where = f"{attrs['dag_id']}.{attrs['task_id']}" if "task_id" in attrs else str(attrs["dag_id"])
+    text = f"{attrs['event']} {where} {attrs.get('state')} run_id={attrs['run_id']}"
+    if "try_number" in attrs:
+        text += f" try={attrs['try_number']} map_index={attrs['map_index']}"
+    if attrs.get("error.message"):
+        text += f" error={attrs.get('error.type')}: {attrs['error.message']}"
+    return clean_text(text, 1024)
+
+
+class EventWriter:
+    """Sends events to the OTel logger and, if configured, to a JSON-lines file or stdout."""
+
+    def __init__(self, otel_logger: object | None, json_path: str) -> None:
+        self.otel_logger = otel_logger
+        self.json_logger = _json_logger(json_path) if json_path else None
+
+    def write(self, attrs: Attributes, when: dt.datetime | None, context: Context | None) -> None:
+        """Write one event; ``attrs`` come from task_attributes or dag_run_attributes (already bounded)."""
+        state = str(attrs.get("state") or "")
+        body = _body(attrs)
+        severity = _SEVERITY.get(state, SeverityNumber.INFO)
+        if self.otel_logger is not None:
+            self.otel_logger.emit(  # type: ignore[attr-defined]
+                timestamp=int((when or dt.datetime.now(dt.timezone.utc)).timestamp() * 1e9),
+                context=context,
+                severity_number=severity,
+                severity_text=severity.name,
+                body=body,
+                attributes=attrs,  # type: ignore[arg-type]
+                event_name=f"airflow.{attrs['event']}",
+            )
+        if self.json_logger is not None:
+            level = logging.ERROR if severity == SeverityNumber.ERROR else logging.INFO
+            self.json_logger.log(level, body, extra=attrs)
+
+
+def _json_logger(path: str) -> logging.Logger:
+    from pythonjsonlogger.json import JsonFormatter
+
+    logger = logging.getLogger(f"otel_plugin.events.{path}")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout) if path == "-" else logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(JsonFormatter("%(message)s", timestamp=True))
+        logger.addHandler(handler)
+        logger.propagate = False  # the events are the file's content, not Airflow's task log
+        logger.setLevel(logging.INFO)
+    return logger

@@ -1,0 +1,174 @@
+"""This process's private OpenTelemetry providers and the bounded flush.
+
+Airflow sets (and force-resets) the *global* providers for its own OTel support, so the plugin never reads
+or sets them: it keeps one private TracerProvider, LoggerProvider and MeterProvider per process, created
+lazily on first use and again after a fork (task processes are forked from the executor).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import math
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextvars import ContextVar
+
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+from . import config
+from .spool import Spool
+from .transport import (
+    DEADLINE,
+    OtlpLogExporter,
+    OtlpMetricExporter,
+    OtlpSpanExporter,
+    Sender,
+    replay,
+)
+
+log = logging.getLogger(__name__)
+
+SCOPE = "otel_plugin"
+_forced_ids: ContextVar[tuple[int | None, int | None]] = ContextVar("otel_plugin_forced_ids", default=(None, None))
+
+
+class ForcedIdGenerator(RandomIdGenerator):
+    """Random ids, except inside ``forced_ids()``: how deterministic ids reach spans the SDK creates.
+
+    It must be given to the TracerProvider at creation: tracers capture the generator.
+    """
+
+    def generate_trace_id(self) -> int:
+        return _forced_ids.get()[0] or super().generate_trace_id()
+
+    def generate_span_id(self) -> int:
+        return _forced_ids.get()[1] or super().generate_span_id()
+
+
+@contextlib.contextmanager
+def forced_ids(trace_id: int | None = None, span_id: int | None = None) -> Iterator[None]:
+    token = _forced_ids.set((trace_id, span_id))
+    try:
+        yield
+    finally:
+        _forced_ids.reset(token)
+
+
+class Pipeline:
+    """Providers for the enabled signals, all exporting through the spooling OTLP transport."""
+
+    def __init__(
+        self,
+        cfg: config.PluginConfig,
+        span_exporter: SpanExporter | None = None,
+        log_exporter: LogRecordExporter | None = None,
+        metric_reader: MetricReader | None = None,
+    ) -> None:
+        """Exporters default to OTLP through the spool; tests pass in-memory ones."""
+        self.cfg = cfg
+        # A per-process instance id keeps processes apart for debugging; the Collector strips it before
+        # aggregating so it never multiplies series or log streams.
+        resource = Resource.create({"service.name": cfg.service_name, "service.instance.id": str(uuid.uuid4())})
+        self.spool = Spool(cfg.spool_dir, cfg.spool_max_bytes)
+        self.senders = {
+            signal: Sender(signal, endpoint, self.spool, cfg.export_timeout)
+            for signal, endpoint in cfg.endpoints.items()
+        }
+        self.tracer_provider: TracerProvider | None = None
+        self.logger_provider: LoggerProvider | None = None
+        self.meter_provider: MeterProvider | None = None
+        if cfg.traces:
+            self.tracer_provider = TracerProvider(
+                resource=resource, id_generator=ForcedIdGenerator(), shutdown_on_exit=False
+            )
+            self.tracer_provider.add_span_processor(
+                BatchSpanProcessor(span_exporter or OtlpSpanExporter(self.senders["traces"]))
+            )
+        if cfg.events:
+            self.logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
+            self.logger_provider.add_log_record_processor(
+                BatchLogRecordProcessor(log_exporter or OtlpLogExporter(self.senders["logs"]))
+            )
+        if cfg.metrics:
+            # No periodic thread: a task process reports once, at its end, in the flush below.
+            reader = metric_reader or PeriodicExportingMetricReader(
+                OtlpMetricExporter(self.senders["metrics"]), export_interval_millis=math.inf
+            )
+            self.meter_provider = MeterProvider(metric_readers=[reader], resource=resource, shutdown_on_exit=False)
+        self.tracer = self.tracer_provider.get_tracer(SCOPE) if self.tracer_provider else None
+        self.logger = self.logger_provider.get_logger(SCOPE) if self.logger_provider else None
+        self.meter = self.meter_provider.get_meter(SCOPE) if self.meter_provider else None
+        self._flush_lock = threading.Lock()
+
+    def flush(self, budget: float | None = None, wait: bool = True) -> bool:
+        """Export everything within ``budget`` seconds, then redeliver spooled payloads with what is left.
+
+        With ``wait=False`` (long-lived scheduler and API processes) the hook returns at once. Returns
+        False if the budget ran out; whatever was not delivered is in the spool.
+        """
+        budget = self.cfg.flush_budget if budget is None else budget
+        thread = threading.Thread(target=self._flush, args=(budget,), name="otel_plugin-flush", daemon=True)
+        thread.start()
+        if not wait:
+            return True
+        thread.join(budget + 0.25)
+        return not thread.is_alive()
+
+    def _flush(self, budget: float) -> None:
+        with self._flush_lock:
+            until = time.monotonic() + budget
+            DEADLINE.set(until)
+            try:
+                for provider in (self.tracer_provider, self.logger_provider, self.meter_provider):
+                    if provider is not None:
+                        provider.force_flush()
+                if self.spool.pending():
+                    replay(self.spool, self.senders, until)
+            except Exception:
+                log.warning("otel_plugin: flush failed; no impact on the task", exc_info=True)
+            finally:
+                DEADLINE.set(None)
+
+
+_pipeline: Pipeline | None = None
+_pid: int | None = None
+_lock = threading.Lock()
+
+
+def get() -> Pipeline | None:
+    """This process's pipeline, created on first use (and anew in a forked child); None when disabled."""
+    global _pipeline, _pid
+    if _pid == os.getpid():
+        return _pipeline
+    with _lock:
+        if _pid != os.getpid():
+            cfg = config.get()
+            _pipeline = Pipeline(cfg) if cfg is not None and cfg.enabled else None
+            _pid = os.getpid()
+            if _pipeline is not None:
+                atexit.register(_flush_at_exit, _pipeline)
+    return _pipeline
+
+
+def _flush_at_exit(pipeline: Pipeline) -> None:
+    if _pid == os.getpid():
+        pipeline.flush(wait=True)
+
+
+def install(pipe: Pipeline | None) -> None:
+    """Use ``pipe`` as this process's pipeline (tests; None forgets it)."""
+    global _pipeline, _pid
+    with _lock:
+        _pipeline, _pid = pipe, (os.getpid() if pipe else None)

@@ -1,0 +1,121 @@
+"""What each Airflow hook records: snapshot the Airflow objects, then emit the event, span and metrics.
+
+The listener calls these functions and nothing else; they assume they may raise (the listener guards).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from functools import cache
+
+from . import api, errors, events, pipeline, reconcile, traces
+from .metrics import Metrics
+from .model import DagRunInfo, TaskRun
+
+log = logging.getLogger(__name__)
+
+# "task" in a worker's task process (flush before exit, bounded); "service" in the scheduler, dag
+# processor, triggerer (flush in the background: their hooks run on the scheduling loop).
+_role: str | None = None
+
+
+def set_role(component: object) -> None:
+    global _role
+    name = type(component).__name__
+    _role = "task" if ("TaskRunner" in name or "TaskCommand" in name) else "service"
+
+
+def _in_task_process(ti: object) -> bool:
+    if _role is not None:
+        return _role == "task"
+    return type(ti).__module__.startswith("airflow.sdk")  # RuntimeTaskInstance exists only in workers
+
+
+@dataclasses.dataclass
+class _Emitters:
+    pipe: pipeline.Pipeline
+    metrics: Metrics | None
+    events: events.EventWriter | None
+
+
+@cache
+def _emitters_for(pipe: pipeline.Pipeline) -> _Emitters:
+    cfg = pipe.cfg
+    return _Emitters(
+        pipe=pipe,
+        metrics=Metrics(pipe.meter) if pipe.meter else None,
+        events=events.EventWriter(pipe.logger, cfg.json_path) if (pipe.logger or cfg.json_path) else None,
+    )
+
+
+def _emitters() -> _Emitters | None:
+    pipe = pipeline.get()
+    return _emitters_for(pipe) if pipe else None
+
+
+def task_running(ti: object, previous_state: object) -> None:
+    run = TaskRun.from_airflow(ti, state="running", previous_state=previous_state)
+    api.begin_task(run.trace.trace_id, run.span_id)
+    out = _emitters()
+    if out and out.events:
+        out.events.write(events.task_attributes(run), run.start, traces.task_context(run))
+
+
+def task_finished(ti: object, previous_state: object, state: object = None, error: object = None) -> None:
+    run = TaskRun.from_airflow(ti, previous_state=previous_state, **({"state": state} if state else {}))
+    facts = api.take_facts() if _in_task_process(ti) else None
+    out = _emitters()
+    if out is None:
+        return
+    _record_task(out, run, errors.describe(error), facts)
+    out.pipe.flush(wait=_in_task_process(ti))
+
+
+def _record_task(out: _Emitters, run: TaskRun, error: errors.ErrorInfo | None, facts: api.Facts | None) -> None:
+    attrs = events.task_attributes(run, error, facts)
+    context = traces.task_context(run)
+    if out.events:
+        out.events.write(attrs, run.end, context)
+    if out.pipe.tracer:
+        traces.emit_task_span(out.pipe.tracer, run, attrs, error)
+    if out.metrics:
+        out.metrics.task_finished(run, facts, context)
+
+
+def dag_run_running(dag_run: object, msg: object) -> None:
+    info = DagRunInfo.from_airflow(dag_run, str(msg) if msg else None)
+    out = _emitters()
+    if out and out.events:
+        attrs = events.dag_run_attributes(dataclasses.replace(info, end=None))
+        out.events.write(attrs, info.start, traces.span_context(info.trace.trace_id, info.trace.root_span_id))
+
+
+def dag_run_finished(dag_run: object, msg: object) -> None:
+    info = DagRunInfo.from_airflow(dag_run, str(msg) if msg else None)
+    out = _emitters()
+    if out is None:
+        return
+    for ti in reconcile.never_started(dag_run):
+        run = TaskRun.from_airflow(ti, reconciled=True)
+        # Same trace as the run, and the run's end when the task itself has no times.
+        end = run.end or info.end
+        run = dataclasses.replace(
+            run, trace=info.trace, clear_number=info.clear_number, end=end, start=run.start or end
+        )
+        _record_task(out, run, None, None)
+    attrs = events.dag_run_attributes(info)
+    context = traces.span_context(info.trace.trace_id, info.trace.root_span_id)
+    if out.events:
+        out.events.write(attrs, info.end, context)
+    if out.pipe.tracer:
+        traces.emit_root_span(out.pipe.tracer, info, attrs)
+    if out.metrics:
+        out.metrics.dag_run_finished(info, context)
+    out.pipe.flush(wait=False)
+
+
+def process_stopping() -> None:
+    pipe = pipeline.get() if _role == "task" else None
+    if pipe:
+        pipe.flush(wait=True)

@@ -1,0 +1,140 @@
+"""Make untrusted values safe to export: never raise, mask secrets, bound sizes, valid UTF-8.
+
+Exception text and task attributes come from user code: ``str()`` may raise, bytes may not be UTF-8,
+messages may be megabytes long or carry a connection password. Everything that leaves the process goes
+through here. Size limits keep every event under the stores' limits (Loki: 64 KB and 128 entries of
+structured metadata per line; VictoriaLogs: 256 KB per line by default).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MAX_VALUE_CHARS = 4096
+MAX_ATTRIBUTES = 100
+MAX_TOTAL_CHARS = 48_000
+MASK = "***"
+
+_SENSITIVE = (
+    r"password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key|private[_-]?key"
+    r"|client[_-]?secret|authorization|credentials?|session[_-]?id"
+)
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    # scheme://user:password@host
+    (re.compile(r"([a-zA-Z][\w+.-]*://[^:/\s@]*:)([^@\s/]+)(@)"), r"\1" + MASK + r"\3"),
+    # Authorization: Bearer <token>, Basic <credentials>
+    (re.compile(r"(?i)\b(bearer|basic)(\s+)[\w\-.~+/]+=*"), r"\1\2" + MASK),
+    # password=..., "token": "...", api_key: ...
+    (
+        re.compile(rf"(?i)\b({_SENSITIVE})([\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&\"'}}]+)"),
+        r"\1\2" + MASK,
+    ),
+    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), MASK),  # AWS access key id
+    (re.compile(r"\beyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]{4,}"), MASK),  # JWT
+)
+
+
+def _airflow_redactors() -> list[Callable[[str], Any]]:
+    """Airflow's own secrets maskers (task SDK and core), so secrets Airflow knows are masked too."""
+    found = []
+    for module in ("airflow.sdk._shared.secrets_masker", "airflow._shared.secrets_masker",
+                   "airflow.utils.log.secrets_masker"):
+        try:
+            found.append(__import__(module, fromlist=["redact"]).redact)
+        except Exception:
+            continue
+    return found
+
+
+_redactors: list[Callable[[str], Any]] | None = None
+
+
+def safe_str(value: object) -> str:
+    """``str(value)`` that never raises and always returns valid UTF-8 text."""
+    if isinstance(value, bytes):
+        text = value.decode("utf-8", "replace")
+    else:
+        try:
+            text = value if isinstance(value, str) else str(value)
+        except Exception:
+            try:
+                text = f"<unprintable {type(value).__name__}>"
+            except Exception:
+                text = "<unprintable>"
+    return text.encode("utf-8", "replace").decode("utf-8") if _has_surrogates(text) else text
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def truncate(text: str, limit: int = MAX_VALUE_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    marker = f"...[truncated {len(text) - limit} chars]"
+    return text[: max(0, limit - len(marker))] + marker
+
+
+def mask_secrets(text: str) -> str:
+    global _redactors
+    if _redactors is None:
+        _redactors = _airflow_redactors()
+    for redact in _redactors:
+        try:
+            redacted = redact(text)
+        except Exception:
+            continue
+        if isinstance(redacted, str):
+            text = redacted
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def clean_text(value: object, limit: int = MAX_VALUE_CHARS) -> str:
+    """The one way free text (error messages, user facts) is prepared for export."""
+    # Mask before truncating, so a secret cut in half by the limit cannot escape its pattern.
+    return truncate(mask_secrets(safe_str(value)), limit)
+
+
+def attribute_value(value: object) -> str | bool | int | float:
+    """Coerce to a type OTLP attributes accept; anything else becomes masked, bounded text."""
+    if isinstance(value, bool | float):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else str(value)
+    return clean_text(value)
+
+
+def bound_attributes(
+    attributes: Mapping[str, object], keep_first: Iterable[str] = ()
+) -> dict[str, str | bool | int | float]:
+    """Drop None, coerce values, and cap the count and total size; ``keep_first`` keys are kept in priority."""
+    priority = [k for k in keep_first if k in attributes]
+    order = priority + [k for k in attributes if k not in set(priority)]
+    bounded: dict[str, str | bool | int | float] = {}
+    total = 0
+    dropped = 0
+    for key in order:
+        value = attributes[key]
+        if value is None:
+            continue
+        coerced = attribute_value(value)
+        size = len(key) + (len(coerced) if isinstance(coerced, str) else 8)
+        if len(bounded) >= MAX_ATTRIBUTES - 1 or total + size > MAX_TOTAL_CHARS:
+            dropped += 1
+            continue
+        bounded[truncate(safe_str(key), 128)] = coerced
+        total += size
+    if dropped:
+        bounded["dropped_attributes"] = dropped
+    return bounded
