@@ -18,7 +18,7 @@ STATES = frozenset({"upstream_failed", "skipped", "removed", "failed"})
 
 
 def never_started(dag_run: object) -> list[object]:
-    """Terminal task instances of the run that have no start date (so no worker reported them)."""
+    """Terminal task instances of the run that no worker picked up (Airflow sets their start_date anyway)."""
     get = getattr(dag_run, "get_task_instances", None)
     if get is None:
         return []
@@ -29,4 +29,4 @@ def never_started(dag_run: object) -> list[object]:
     except Exception:
         session = None
     tis = get(session=session) if session is not None else get()
-    return [ti for ti in tis if state_name(read(ti, "state")) in STATES and read(ti, "start_date") is None]
+    return [ti for ti in tis if state_name(read(ti, "state")) in STATES and not read(ti, "hostname")]

@@ -125,6 +125,9 @@ class OtlpLogExporter(LogRecordExporter):
         self.sender.send(encode_logs(batch).SerializeToString())
         return LogRecordExportResult.SUCCESS
 
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
     def shutdown(self) -> None:
         return None
 

@@ -99,7 +99,7 @@ def test_mapped_tasks_keep_map_index_on_events_but_not_on_metrics(captured):
 
 
 def test_dag_run_end_emits_root_span_and_reconciles_tasks_that_never_ran(captured):
-    never_ran = make_ti(task_id="report", state="upstream_failed", start_date=None, end_date=None, try_number=0)
+    never_ran = make_ti(task_id="report", state="upstream_failed", end_date=None, try_number=0, hostname="")
     ran = make_ti(task_id="load", state="failed")
     listener.on_dag_run_failed(dag_run=make_dag_run([never_ran, ran], state="failed"), msg="task_failure")
 
