@@ -278,7 +278,11 @@ def _conditions(where: tuple[Match, ...], bound: Mapping[str, _Bound]) -> list[t
 
 
 def quote(value: str) -> str:
-    """A double-quoted string literal as PromQL, LogsQL, LogQL and TraceQL read it (Go escapes)."""
+    """A double-quoted string literal as PromQL, LogsQL, LogQL and TraceQL read it (Go escapes).
+
+    Control characters come out as ``\\n``-style escapes: the stores read them, but Grafana's TraceQL
+    editor grammar only knows ``\\"`` and ``\\\\``. Airflow ids never contain control characters.
+    """
     return json.dumps(value, ensure_ascii=False)
 
 
