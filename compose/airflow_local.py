@@ -1,0 +1,156 @@
+"""Run a real Airflow 3 (SQLite, LocalExecutor) as local processes with the plugin, for tests and the demo.
+
+Usage::
+
+    with AirflowLocal(home=Path(".stack/airflow"), dags=Path("demo/dags"), port=28080) as af:
+        af.start("api-server", "scheduler", "dag-processor")
+        run_id = af.trigger("demo_etl")
+        af.wait_for_run("demo_etl", run_id, timeout=180)
+
+Every process gets the same environment: the JWT secret the workers and the api-server share, the Execution
+API URL, the plugin's OTLP endpoint. Logs go to ``<home>/logs/<process>.log``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+
+
+class AirflowLocal:
+    def __init__(self, home: Path, dags: Path, port: int = 28080, extra_env: dict[str, str] | None = None) -> None:
+        self.home = home.resolve()
+        self.dags = dags.resolve()
+        self.port = port
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "logs").mkdir(exist_ok=True)
+        secret_file = self.home / "jwt_secret"
+        if not secret_file.exists():
+            secret_file.write_text(secrets.token_hex(64))
+        self.env = {
+            **os.environ,
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+            "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text(),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "AIRFLOW__CORE__PARALLELISM": "8",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            **(extra_env or {}),
+        }
+
+    def __enter__(self) -> AirflowLocal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def cli(self, *args: str, timeout: float = 300, check: bool = True) -> str:
+        """Run an ``airflow`` CLI command; its stdout, or (with check) a RuntimeError with its output."""
+        done = subprocess.run([AIRFLOW, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def migrate(self) -> None:
+        self.cli("db", "migrate")
+
+    def start(self, *components: str) -> None:
+        """Start long-running components (api-server, scheduler, dag-processor); waits for the api-server."""
+        if not (self.home / "airflow.db").exists():
+            self.migrate()
+        for name in components:
+            if name in self.processes and self.processes[name].poll() is None:
+                continue
+            log = open(self.home / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+            self.processes[name] = subprocess.Popen(
+                [AIRFLOW, name], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        if "api-server" in components:
+            self._wait_http(f"http://127.0.0.1:{self.port}/api/v2/monitor/health", 120)
+
+    def _wait_http(self, url: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.processes.get("api-server") and self.processes["api-server"].poll() is not None:
+                raise RuntimeError(f"api-server exited; see {self.home / 'logs' / 'api-server.log'}")
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    return
+            except OSError:
+                time.sleep(1)
+        raise TimeoutError(f"{url} not ready after {timeout:.0f} s")
+
+    def stop(self) -> None:
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.processes.values():
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        self.processes.clear()
+
+    def api(self, method: str, path: str, body: dict | None = None) -> dict:
+        """Call the REST API (the simple auth manager runs with every user an admin, so no token)."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/api/v2/{path}", method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
+        """Until the dag-processor has parsed the DAG into the database."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.api("GET", f"dags/{dag_id}")
+                return
+            except urllib.error.HTTPError as exc:
+                if exc.code != 404:
+                    raise
+            time.sleep(2)
+        raise TimeoutError(f"DAG {dag_id} not parsed after {timeout:.0f} s; see {self.home / 'logs'}")
+
+    def trigger(self, dag_id: str, run_id: str | None = None, conf: dict | None = None) -> str:
+        body: dict = {"logical_date": None, "conf": conf or {}}
+        if run_id:
+            body["dag_run_id"] = run_id
+        return self.api("POST", f"dags/{dag_id}/dagRuns", body)["dag_run_id"]
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self.api("GET", f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")["state"]
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300, poll: float = 2) -> str:
+        """Wait until the run finishes; returns its final state."""
+        deadline = time.monotonic() + timeout
+        state = None
+        while time.monotonic() < deadline:
+            state = self.run_state(dag_id, run_id)
+            if state in ("success", "failed"):
+                return state
+            time.sleep(poll)
+        raise TimeoutError(f"{dag_id} {run_id} still {state} after {timeout:.0f} s; see {self.home / 'logs'}")
