@@ -1,0 +1,146 @@
+"""compose/docker-compose.yml cannot run here (no Docker engine): check it as far as can be done without one.
+
+It must validate against the Compose Specification schema (vendored in tests/schemas/), everything it mounts
+or builds must exist in the repo, and it must run the same configs and flags as the native launcher.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_DIR = ROOT / "compose"
+COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
+SCHEMA = ROOT / "tests" / "schemas" / "compose-spec.json"
+STACK_SH = COMPOSE_DIR / "stack.sh"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def validator() -> jsonschema.Draft202012Validator:
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _errors(validator: jsonschema.Draft202012Validator, document: Any) -> list[str]:
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(document)]
+
+
+def test_compose_file_matches_the_compose_specification(compose, validator) -> None:
+    assert _errors(validator, compose) == []
+
+
+def test_schema_rejects_a_broken_compose_file(compose, validator) -> None:
+    """The validator is live: a misspelt key and a wrong type are both reported."""
+    broken = yaml.safe_load(COMPOSE_FILE.read_text())
+    broken["services"]["collector"]["volume"] = broken["services"]["collector"].pop("volumes")
+    broken["services"]["grafana"]["ports"] = "3000:3000"
+    errors = _errors(validator, broken)
+    assert any("services/collector" in e and "volume" in e for e in errors), errors
+    assert any("services/grafana/ports" in e for e in errors), errors
+
+
+def _bind_sources(compose: dict[str, Any]) -> list[tuple[str, Path]]:
+    """(service, host path) of every bind mount; named volumes are skipped."""
+    binds = []
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0] if isinstance(volume, str) else volume.get("source", "")
+            if source.startswith((".", "/")):
+                binds.append((name, (COMPOSE_DIR / source).resolve()))
+    return binds
+
+
+def test_every_bind_mount_exists_in_the_repo(compose) -> None:
+    binds = _bind_sources(compose)
+    assert {str(path.relative_to(ROOT)) for _, path in binds} == {
+        "collector/config.yaml",
+        "collector/overlays",
+        "prometheus/prometheus.yml",
+        "jaeger/jaeger.yaml",
+        "loki/loki.yaml",
+        "tempo/tempo.yaml",
+        "grafana/provisioning",
+        "grafana/dashboards",
+        "demo/dags",
+    }
+    missing = [f"{service}: {path.relative_to(ROOT)}" for service, path in binds if not path.exists()]
+    assert missing == []
+
+
+def _dockerfile_copies(dockerfile: Path) -> list[str]:
+    """Sources of the COPY instructions that read from the build context (not --from=<stage>)."""
+    sources = []
+    for line in dockerfile.read_text().splitlines():
+        parts = line.split()
+        if parts[:1] == ["COPY"] and not any(p.startswith("--from=") for p in parts):
+            sources += [p for p in parts[1:-1] if not p.startswith("--")]
+    return sources
+
+
+def test_every_build_and_what_it_copies_exists(compose) -> None:
+    builds = {name: s["build"] for name, s in compose["services"].items() if "build" in s}
+    assert set(builds) == {"collector", "airflow"}
+    for name, build in builds.items():
+        context = (COMPOSE_DIR / build["context"]).resolve()
+        dockerfile = context / build["dockerfile"]
+        assert dockerfile.is_file(), f"{name}: {dockerfile} does not exist"
+        copies = _dockerfile_copies(dockerfile)
+        assert copies, f"{name}: no COPY from the build context in {dockerfile}"
+        missing = [src for src in copies if not (context / src).exists()]
+        assert missing == [], f"{name}: {dockerfile.name} copies files that do not exist: {missing}"
+
+
+def test_images_are_pinned(compose) -> None:
+    for name, service in compose["services"].items():
+        image = service["image"]
+        tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
+        assert re.search(r"\d+\.\d+", tag), f"{name}: image {image} has no version tag"
+
+
+def test_collector_overlays_named_by_compose_exist(compose) -> None:
+    command = " ".join(compose["services"]["collector"]["command"])
+    match = re.search(r"overlays/\$\{COLLECTOR_OVERLAY:-(\w+)\}\.yaml", command)
+    assert match, command
+    for overlay in (match[1], "grafana"):
+        assert (ROOT / "collector" / "overlays" / f"{overlay}.yaml").is_file(), overlay
+
+
+def test_grafana_stack_profile_adds_loki_and_tempo_only(compose) -> None:
+    profiled = {name for name, s in compose["services"].items() if "grafana-stack" in s.get("profiles", [])}
+    assert profiled == {"loki", "tempo"}
+    unprofiled = {name for name, s in compose["services"].items() if not s.get("profiles")}
+    assert unprofiled == {"collector", "prometheus", "victorialogs", "jaeger", "grafana", "airflow"}
+
+
+def _flag_names(args: list[str]) -> set[str]:
+    return {re.sub(r"=.*", "", arg) for arg in args if arg.startswith("-")}
+
+
+def _native_flags(service: str) -> set[str]:
+    """Flag names of a service's command line in compose/stack.sh (its command_of case branch)."""
+    text = STACK_SH.read_text()
+    body = text[text.index("command_of()") :]
+    branch = re.search(rf"^\s+{service}\)\n(.*?);;", body, re.M | re.S)
+    assert branch, f"no {service} branch in command_of() of {STACK_SH}"
+    return _flag_names(re.findall(r"(?<=\s)(-{1,2}[\w.-]+(?:=\S*)?)", branch[1]))
+
+
+@pytest.mark.parametrize("service", ["prometheus", "victorialogs"])
+def test_flags_are_the_native_launchers(compose, service: str) -> None:
+    """Same features and retention as compose/stack.sh (values differ only in paths and addresses)."""
+    native = _native_flags(service)
+    assert len(native) >= 3, native
+    assert _flag_names(compose["services"][service]["command"]) == native
