@@ -81,3 +81,12 @@ CICD_RESULT = {
     "skipped": "skip",
     "removed": "cancellation",
 }
+
+
+def metrics_markdown() -> str:
+    """The metrics table of docs/telemetry.md (a test keeps the document equal to this)."""
+    rows = ["| OTel name | kind | unit | attributes | Prometheus name | meaning |", "|---|---|---|---|---|---|"]
+    for m in METRICS:
+        prom = f"{m.prometheus}_bucket/_sum/_count" if m.kind == "histogram" else m.prometheus
+        rows.append(f"| `{m.name}` | {m.kind} | `{m.unit}` | {', '.join(m.attributes)} | `{prom}` | {m.description} |")
+    return "\n".join(rows)
