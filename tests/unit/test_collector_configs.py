@@ -1,0 +1,208 @@
+"""Static checks of the Collector configs (collector/config.yaml, overlays, loadbalancer.yaml) and of the
+stores' configs that decide labels (loki/loki.yaml).
+
+Every component a config defines must be built into our distribution (collector/builder.yaml), and no
+run-scoped id (run_id, try_number, trace_id ...) may become a metric label, a stream field or an index
+label anywhere. tests/integration/test_collector_validate.py runs the real binary on the same files.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from otel_plugin import contract
+
+ROOT = Path(__file__).resolve().parents[2]
+COLLECTOR = ROOT / "collector"
+BASE = COLLECTOR / "config.yaml"
+CONFIGS = sorted([BASE, COLLECTOR / "loadbalancer.yaml", *(COLLECTOR / "overlays").glob("*.yaml")])
+SECTIONS = ("receivers", "processors", "exporters", "extensions", "connectors")
+
+# Component type (as configs name it) of each module the builder manifest may list. A module missing here
+# fails test_every_manifest_module_is_known; the integration test checks this table against the binary.
+TYPE_OF_MODULE = {
+    "otlpreceiver": "otlp",
+    "memorylimiterprocessor": "memory_limiter",
+    "batchprocessor": "batch",
+    "resourceprocessor": "resource",
+    "transformprocessor": "transform",
+    "filterprocessor": "filter",
+    "deltatocumulativeprocessor": "delta_to_cumulative",
+    "otlpexporter": "otlp_grpc",
+    "otlphttpexporter": "otlp_http",
+    "debugexporter": "debug",
+    "prometheusexporter": "prometheus",
+    "loadbalancingexporter": "load_balancing",
+    "healthcheckextension": "health_check",
+    "filestorage": "file_storage",
+    "bearertokenauthextension": "bearertokenauth",
+}
+
+# Run-scoped attributes (docs/CONTRACT-DRAFT.md): one value per run or try, so unbounded as labels.
+RUN_SCOPED = (
+    "run_id",
+    "dag_run_id",
+    "try_number",
+    "map_index",
+    "ti_id",
+    "task_instance_id",
+    "trace_id",
+    "span_id",
+    "cicd.pipeline.run.id",
+    "cicd.pipeline.task.run.id",
+    "airflow.run_id",
+    "RUN_ID",
+)
+
+
+def load(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def manifest_types() -> dict[str, set[str]]:
+    """Section -> component types built into the distribution, from collector/builder.yaml."""
+    manifest = load(COLLECTOR / "builder.yaml")
+    return {
+        section: {TYPE_OF_MODULE.get(entry["gomod"].split()[0].rsplit("/", 1)[-1], "?") for entry in manifest[section]}
+        for section in SECTIONS
+        if section in manifest
+    }
+
+
+def test_every_manifest_module_is_known() -> None:
+    unknown = [s for s, types in manifest_types().items() if "?" in types]
+    assert unknown == [], f"add the new module's component type to TYPE_OF_MODULE (sections {unknown})"
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(COLLECTOR)))
+def test_every_component_is_in_the_manifest(path: Path) -> None:
+    built = manifest_types()
+    config = load(path)
+    defined = {section: {key.split("/")[0] for key in config.get(section) or {}} for section in SECTIONS}
+    assert any(defined.values()), f"{path} defines no component"
+    missing = {s: sorted(types - built.get(s, set())) for s, types in defined.items() if types - built.get(s, set())}
+    assert missing == {}, f"{path.name} uses components that collector/builder.yaml does not build"
+
+
+def drop_run_ids_pattern() -> re.Pattern[str]:
+    """The regex of the base config's guard that deletes run-scoped attributes from every data point."""
+    statements = load(BASE)["processors"]["transform/drop_run_ids"]["metric_statements"]
+    text = " ".join(s for block in statements for s in block["statements"])
+    match = re.search(r'delete_matching_keys\(datapoint\.attributes, "(.+)"\)', text)
+    assert match, text
+    # Go's RE2 and Python's re agree on this subset (groups, classes, ?, alternation, the (?i) flag).
+    return re.compile(match[1])
+
+
+def test_guard_drops_every_run_scoped_attribute() -> None:
+    pattern = drop_run_ids_pattern()
+    assert [name for name in RUN_SCOPED if not pattern.search(name)] == []
+
+
+def test_guard_keeps_every_metric_label_of_the_contract() -> None:
+    pattern = drop_run_ids_pattern()
+    labels = {label for metric in contract.METRICS for label in metric.attributes}
+    assert {"dag_id", "task_id", "state"} <= labels
+    assert sorted(label for label in labels if pattern.search(label)) == []
+
+
+def metrics_processors(config: dict[str, Any]) -> list[str]:
+    return config["service"]["pipelines"]["metrics"]["processors"]
+
+
+@pytest.mark.parametrize("path", [BASE, COLLECTOR / "loadbalancer.yaml"], ids=lambda p: p.name)
+def test_guard_runs_before_metrics_leave_the_pipeline(path: Path) -> None:
+    """Base: before aggregation. First tier: before routing by stream, so the stream id is the aggregate's."""
+    processors = metrics_processors(load(path))
+    for step in ("resource/strip_process_identity", "transform/drop_run_ids"):
+        assert step in processors, f"{path.name}: {step} missing from {processors}"
+    assert processors.index("transform/drop_run_ids") < processors.index("batch")
+    if "delta_to_cumulative" in processors:
+        assert processors.index("transform/drop_run_ids") < processors.index("delta_to_cumulative")
+
+
+def test_first_tier_does_not_aggregate() -> None:
+    """Aggregation must happen once, at the aggregator that owns the stream."""
+    processors = metrics_processors(load(COLLECTOR / "loadbalancer.yaml"))
+    assert not {"delta_to_cumulative", "transform/restamp_deltas"} & set(processors)
+    exporters = load(COLLECTOR / "loadbalancer.yaml")["exporters"]
+    assert exporters["load_balancing/metrics"]["routing_key"] == "streamID"
+
+
+def test_process_identity_is_stripped_from_metrics() -> None:
+    attributes = load(BASE)["processors"]["resource/strip_process_identity"]["attributes"]
+    assert {"key": "service.instance.id", "action": "delete"} in attributes
+
+
+def label_lists() -> dict[str, list[str]]:
+    """Every list of attribute names that becomes stream fields, index labels or routing keys."""
+    found: dict[str, list[str]] = {}
+    for path in CONFIGS:
+        for name, exporter in (load(path).get("exporters") or {}).items():
+            stream_fields = (exporter.get("headers") or {}).get("VL-Stream-Fields")
+            if stream_fields:
+                found[f"{path.name}: {name} VL-Stream-Fields"] = [f.strip() for f in stream_fields.split(",")]
+            if exporter.get("routing_attributes"):
+                found[f"{path.name}: {name} routing_attributes"] = exporter["routing_attributes"]
+    otlp = load(ROOT / "loki" / "loki.yaml")["limits_config"]["otlp_config"]
+    for kind in ("resource_attributes", "log_attributes"):
+        rules = otlp[kind]["attributes_config"] if kind == "resource_attributes" else otlp[kind]
+        for i, rule in enumerate(rules):
+            if rule["action"] == "index_label":
+                found[f"loki.yaml: {kind}[{i}] index_label"] = rule["attributes"]
+    return found
+
+
+def test_no_run_scoped_or_per_process_label_anywhere() -> None:
+    pattern = drop_run_ids_pattern()
+    lists = label_lists()
+    assert any("VL-Stream-Fields" in where for where in lists), lists  # the local overlay's stream fields
+    assert any("loki.yaml" in where for where in lists), lists
+    bad = {where: names for where, names in lists.items() if any(pattern.search(n) for n in names)}
+    per_process = {where: names for where, names in lists.items() if "service.instance.id" in names}
+    assert bad == {}
+    assert per_process == {}
+
+
+def test_loki_indexes_only_what_it_lists() -> None:
+    """Loki's default index labels include service.instance.id (one stream per task process)."""
+    otlp = load(ROOT / "loki" / "loki.yaml")["limits_config"]["otlp_config"]
+    assert otlp["resource_attributes"]["ignore_defaults"] is True
+    indexed = [
+        a
+        for rule in otlp["resource_attributes"]["attributes_config"]
+        if rule["action"] == "index_label"
+        for a in rule.get("attributes", [])
+    ]
+    assert "service.name" in indexed
+    assert len(indexed) <= 2, indexed
+
+
+def test_prometheus_exporter_does_not_turn_resource_attributes_into_labels() -> None:
+    exporter = load(BASE)["exporters"]["prometheus"]
+    assert not (exporter.get("resource_to_telemetry_conversion") or {}).get("enabled", False)
+
+
+def test_auth_overlay_keeps_the_base_extensions() -> None:
+    """Merging replaces lists: the overlay's service.extensions must repeat the base's, plus the authenticator."""
+    base = load(BASE)["service"]["extensions"]
+    auth = load(COLLECTOR / "overlays" / "auth.yaml")
+    assert auth["service"]["extensions"] == [*base, "bearertokenauth"]
+    assert auth["extensions"]["bearertokenauth"]["token"] == "${env:OTELCOL_AUTH_TOKEN}"  # never a literal
+    for protocol in ("grpc", "http"):
+        assert auth["receivers"]["otlp"]["protocols"][protocol]["auth"] == {"authenticator": "bearertokenauth"}
+
+
+@pytest.mark.parametrize("overlay", ["local.yaml", "grafana.yaml"])
+def test_store_overlays_define_what_the_pipelines_name(overlay: str) -> None:
+    pipelines = load(BASE)["service"]["pipelines"]
+    named = {e for p in pipelines.values() for e in p["exporters"]} - set(load(BASE)["exporters"])
+    exporters = load(COLLECTOR / "overlays" / overlay)["exporters"]
+    assert named == set(exporters)
+    for name in named:
+        assert exporters[name]["sending_queue"]["storage"] in load(BASE)["extensions"], name
