@@ -18,15 +18,16 @@ Dialects per signal: metrics -> ``promql``; logs -> ``logsql`` (VictoriaLogs) an
 traces -> ``jaeger`` (tag search of Jaeger's ``/api/traces``, rendered as a URL query string) and
 ``traceql`` (Tempo).
 
-Filters: each query names the filter fields it takes (``dag_id``, ``run_id``, ``task_id``, ``state``).
-A filter value is a string or a tuple of strings (any of them). Values are escaped for each dialect;
-where a matcher is a regex (several values, or a multi-value Grafana variable) the values are
-regex-escaped first. Metrics never carry ``run_id`` (bounded cardinality), so metric queries do not take it.
+Filters: each query names the filter fields it takes (``dag_id``, ``run_id``, ``task_id``, ``state``,
+``trace_id``). A filter value is a string or a tuple of strings (any of them). Values are escaped for each
+dialect; where a matcher is a regex (several values, or a multi-value Grafana variable) the values are
+regex-escaped first. Metrics never carry ``run_id`` or ``trace_id`` (bounded cardinality), so metric
+queries do not take them.
 
 Grafana variables: ``render_for_grafana`` writes ``$<field>`` instead of values. ``dag_id``, ``task_id``
 and ``state`` are multi-value variables (regex matchers, ``in(...)`` in LogsQL), ``run_id`` is a single
-value (exact matchers: a run id is full of regex metacharacters such as ``.`` and ``+``). Ranges default
-to ``$__range``.
+value (exact matchers: a run id is full of regex metacharacters such as ``.`` and ``+``), and so is
+``trace_id``. Ranges default to ``$__range``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ DIALECTS: dict[Signal, tuple[Dialect, ...]] = {
     "traces": ("jaeger", "traceql"),
 }
 # Filter fields users can set, and whether the dashboards' variable for it is multi-value.
-FILTER_FIELDS: dict[str, bool] = {"dag_id": True, "task_id": True, "state": True, "run_id": False}
+FILTER_FIELDS: dict[str, bool] = {"dag_id": True, "task_id": True, "state": True, "run_id": False, "trace_id": False}
+# Filters that identify one run: never metric labels.
+RUN_SCOPED = frozenset({"run_id", "trace_id"})
 
 # Prometheus names of the plugin's metrics (otel_plugin.contract).
 TASK_FINISHED = contract.TASK_FINISHED.prometheus
@@ -85,6 +88,7 @@ class CounterIncrease:
     by: tuple[str, ...]
     where: tuple[Match, ...] = ()
     only_positive: bool = False
+    zero_fill: bool = False  # a group with series of the metric but none matching ``where`` counts 0, not no data
 
 
 @dataclass(frozen=True)
@@ -149,8 +153,8 @@ class Query:
         unknown = set(self.filters) - FILTER_FIELDS.keys()
         if unknown or not set(self.required) <= set(self.filters):
             raise ValueError(f"query {self.name}: bad filters {self.filters} / required {self.required}")
-        if self.signal == "metrics" and "run_id" in self.filters:
-            raise ValueError(f"query {self.name}: metrics have no run_id label")
+        if self.signal == "metrics" and RUN_SCOPED & set(self.filters):
+            raise ValueError(f"query {self.name}: metrics have no run_id or trace_id label")
 
     @property
     def signal(self) -> Signal:
@@ -171,6 +175,8 @@ CATALOGUE: tuple[Query, ...] = (
     # Logs (events): VictoriaLogs and Loki.
     Query("run_timeline", "Every event of one DAG run (DAG run and task tries), oldest first",
           ("dag_id", "run_id"), EventList(), required=("dag_id", "run_id")),
+    Query("trace_events", "Every event of one DAG-run trace (the run's trace id), oldest first",
+          ("trace_id",), EventList(), required=("trace_id",)),
     Query("run_failures", "Failed and up-for-retry task tries, with their error type and message",
           ("dag_id", "run_id", "task_id"), EventList((_TASK, _FAILED), _FAILURE_COLUMNS)),
     Query("zero_rows_events", "Task tries that succeeded while processing 0 rows",
@@ -193,6 +199,9 @@ CATALOGUE: tuple[Query, ...] = (
           CounterIncrease(TASK_ZERO_ROWS, ("dag_id", "task_id"), only_positive=True)),
     Query("dag_run_counts", "Finished DAG runs per DAG and state over the window",
           ("dag_id", "state"), CounterIncrease(DAG_RUN_FINISHED, ("dag_id", "state"))),
+    Query("dag_run_successes", "Successful DAG runs per DAG over the window (0 for a DAG with none)",
+          ("dag_id",),
+          CounterIncrease(DAG_RUN_FINISHED, ("dag_id",), (_is("state", "success"),), zero_fill=True)),
     Query("dag_failure_ratio", "Share of DAG runs that failed, per DAG, over the window",
           ("dag_id",),
           IncreaseRatio(CounterIncrease(DAG_RUN_FINISHED, ("dag_id",), (_is("state", "failed"),)),
@@ -325,8 +334,10 @@ def _selector(metric: str, conditions: list[tuple[str, _Bound]]) -> str:
 
 
 def _promql_increase(c: CounterIncrease, bound: Mapping[str, _Bound], window: str) -> str:
-    inner = f"increase({_selector(c.metric, _conditions(c.where, bound))}[{window}])"
-    expr = f"sum by ({', '.join(c.by)}) ({inner})"
+    by = ", ".join(c.by)
+    expr = f"sum by ({by}) (increase({_selector(c.metric, _conditions(c.where, bound))}[{window}]))"
+    if c.zero_fill:
+        expr = f"({expr} or sum by ({by}) (increase({_selector(c.metric, _conditions((), bound))}[{window}])) * 0)"
     return f"{expr} > 0" if c.only_positive else expr
 
 
