@@ -43,3 +43,12 @@ test-unit: venv ## fast tests only: no stack, no Airflow processes
 
 lint: venv ## ruff over the whole repository
 	$(VENV)/bin/ruff check .
+
+# --- Grafana: dashboards, provisioning and alert rules generated from the query catalogue ---------------
+.PHONY: grafana grafana-check
+
+grafana: venv ## regenerate grafana/ (dashboards, provisioning, alert rules) from grafana/generator
+	$(PY) -m grafana.generator
+
+grafana-check: venv ## fail if grafana/ is not what grafana/generator writes
+	$(PY) -m grafana.generator --check

@@ -1,9 +1,10 @@
 """Our built Collector (compose/build.sh collector) on the repo's configs: `validate` accepts every
 combination users run and refuses broken ones, and with overlays/auth.yaml a push without the token is
-refused (HTTP 401, gRPC Unauthenticated) while one with it is accepted, also over TLS.
+refused (HTTP 401, gRPC Unauthenticated) while one with it is accepted, also over TLS; and
+collector/loadbalancer.yaml in front of two aggregators keeps every series whole at one of them.
 
-The auth tests start a second Collector on free ports (moved with --set and a yaml: config, so the
-repo's files stay the single source) beside the native stack; its stores point at a closed port.
+These tests start extra Collectors on free ports (moved with --set and a yaml: config, so the repo's
+files stay the single source) beside the native stack; their stores point at a closed port.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import secrets
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,13 +121,17 @@ class Instance:
     scheme: str = "http"
 
 
-def start_collector(otelcol: Path, workdir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], Instance]:
+def start_collector(
+    otelcol: Path, workdir: Path, env: dict[str, str], configs: list[Path] = COMBINATIONS["local+auth"]
+) -> tuple[subprocess.Popen[bytes], Instance]:
+    """A Collector on free ports with these configs, healthy; its files under workdir."""
+    workdir.mkdir(parents=True, exist_ok=True)
     ports = {name: free_port() for name in ("http", "grpc", "health", "exporter", "telemetry")}
     token = secrets.token_urlsafe(24)
     log = workdir / "collector.log"
     args = [
         str(otelcol),
-        *(f"--config={c}" for c in COMBINATIONS["local+auth"]),
+        *(f"--config={c}" for c in configs),
         f"--set=receivers::otlp::protocols::http::endpoint=127.0.0.1:{ports['http']}",
         f"--set=receivers::otlp::protocols::grpc::endpoint=127.0.0.1:{ports['grpc']}",
         f"--set=extensions::health_check::endpoint=127.0.0.1:{ports['health']}",
@@ -176,7 +182,8 @@ def protected(otelcol: Path, tmp_path: Path) -> Iterator[Instance]:
 
 
 def metrics_request(sent: str) -> metrics_service_pb2.ExportMetricsServiceRequest:
-    """One DELTA counter point of 1, labelled with how it was sent, as the plugin's processes send it."""
+    """One DELTA counter point of 1, labelled with how it was sent, as a task process sends it (with its
+    own random service.instance.id)."""
     now = time.time_ns()
     point = {
         "as_int": 1,
@@ -185,7 +192,12 @@ def metrics_request(sent: str) -> metrics_service_pb2.ExportMetricsServiceReques
         "attributes": [{"key": "sent", "value": {"string_value": sent}}],
     }
     metric = {"name": "auth_probe", "sum": {"aggregation_temporality": 1, "is_monotonic": True, "data_points": [point]}}
-    resource = {"attributes": [{"key": "service.name", "value": {"string_value": "auth-probe"}}]}
+    resource = {
+        "attributes": [
+            {"key": "service.name", "value": {"string_value": "auth-probe"}},
+            {"key": "service.instance.id", "value": {"string_value": str(uuid.uuid4())}},
+        ]
+    }
     return metrics_service_pb2.ExportMetricsServiceRequest(
         resource_metrics=[{"resource": resource, "scope_metrics": [{"metrics": [metric]}]}]
     )
@@ -201,14 +213,18 @@ def post(instance: Instance, sent: str, headers: dict[str, str], **kwargs: objec
     )
 
 
-def exported_senders(instance: Instance) -> set[str]:
-    """The `sent` labels of auth_probe_total that reached the instance's prometheus exporter."""
+def exported(instance: Instance) -> dict[str, float]:
+    """`sent` label -> value of auth_probe_total at the instance's prometheus exporter."""
     text = requests.get(f"http://127.0.0.1:{instance.exporter}/metrics", timeout=5).text
     return {
-        line.split('sent="', 1)[1].split('"', 1)[0]
+        line.split('sent="', 1)[1].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
         if line.startswith("auth_probe_total{") and 'sent="' in line
     }
+
+
+def exported_senders(instance: Instance) -> set[str]:
+    return set(exported(instance))
 
 
 def wait_for_senders(instance: Instance, expected: set[str]) -> set[str]:
@@ -290,3 +306,39 @@ def test_tls_by_environment(otelcol: Path, tmp_path: Path) -> None:
         assert wait_for_senders(instance, {"tls-token"}) == {"tls-token"}
     finally:
         stop(proc)
+
+
+def test_load_balancer_sends_each_stream_to_one_aggregator(otelcol: Path, tmp_path: Path) -> None:
+    """collector/loadbalancer.yaml in front of two aggregators: 20 processes' deltas for each of 16 series
+    end up whole at exactly one aggregator each, and both aggregators get some series."""
+    procs = []
+    try:
+        aggregators = []
+        for name in ("agg-1", "agg-2"):
+            proc, instance = start_collector(otelcol, tmp_path / name, {}, COMBINATIONS["local"])
+            procs.append(proc)
+            aggregators.append(instance)
+        backends = "[" + ", ".join(f"127.0.0.1:{agg.grpc}" for agg in aggregators) + "]"
+        proc, tier1 = start_collector(
+            otelcol, tmp_path / "tier1", {"OTELCOL_LB_BACKENDS": backends}, COMBINATIONS["loadbalancer"]
+        )
+        procs.append(proc)
+
+        series = [f"series-{i}" for i in range(16)]
+        for _ in range(20):
+            for sent in series:
+                assert post(tier1, sent, {}).status_code == 200
+
+        def placement() -> list[dict[str, float]]:
+            return [exported(agg) for agg in aggregators]
+
+        deadline = time.monotonic() + 30
+        while sum(sum(seen.values()) for seen in placement()) < 20 * len(series) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        seen = placement()
+        assert sorted(name for agg in seen for name in agg) == sorted(series)  # each series on one aggregator
+        assert {value for agg in seen for value in agg.values()} == {20.0}  # ...with every delta
+        assert all(seen), seen  # and the streams are spread
+    finally:
+        for proc in procs:
+            stop(proc)
