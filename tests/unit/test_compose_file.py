@@ -52,19 +52,31 @@ def test_schema_rejects_a_broken_compose_file(compose, validator) -> None:
     assert any("services/grafana/ports" in e for e in errors), errors
 
 
-def _bind_sources(compose: dict[str, Any]) -> list[tuple[str, Path]]:
+def _interpolate(text: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR} and ${VAR:-default}, with env standing in for the user's shell."""
+    return re.sub(r"\$\{(\w+)(?::-([^}]*))?\}", lambda m: env.get(m[1], m[2] or ""), text)
+
+
+def _bind_sources(compose: dict[str, Any], env: dict[str, str]) -> list[tuple[str, Path]]:
     """(service, host path) of every bind mount; named volumes are skipped."""
     binds = []
     for name, service in compose["services"].items():
         for volume in service.get("volumes", []):
+            volume = _interpolate(volume, env) if isinstance(volume, str) else volume
             source = volume.split(":", 1)[0] if isinstance(volume, str) else volume.get("source", "")
             if source.startswith((".", "/")):
                 binds.append((name, (COMPOSE_DIR / source).resolve()))
     return binds
 
 
-def test_every_bind_mount_exists_in_the_repo(compose) -> None:
-    binds = _bind_sources(compose)
+# The two ways the header says to run it: the defaults, and the grafana-stack profile's variables.
+VARIANTS = {"default": {}, "grafana-stack": {"COLLECTOR_OVERLAY": "grafana", "GRAFANA_PROVISIONING": "grafana-stack"}}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_bind_mount_exists_in_the_repo(compose, variant: str) -> None:
+    binds = _bind_sources(compose, VARIANTS[variant])
+    provisioning = VARIANTS[variant].get("GRAFANA_PROVISIONING", "local")
     assert {str(path.relative_to(ROOT)) for _, path in binds} == {
         "collector/config.yaml",
         "collector/overlays",
@@ -72,12 +84,20 @@ def test_every_bind_mount_exists_in_the_repo(compose) -> None:
         "jaeger/jaeger.yaml",
         "loki/loki.yaml",
         "tempo/tempo.yaml",
-        "grafana/provisioning",
+        f"grafana/provisioning/{provisioning}",
         "grafana/dashboards",
         "demo/dags",
     }
     missing = [f"{service}: {path.relative_to(ROOT)}" for service, path in binds if not path.exists()]
     assert missing == []
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_collector_overlay_of_each_variant_exists(compose, variant: str) -> None:
+    command = _interpolate(" ".join(compose["services"]["collector"]["command"]), VARIANTS[variant])
+    overlays = re.findall(r"/etc/otelcol-airflow/(overlays/[\w-]+\.yaml)", command)
+    assert overlays, command
+    assert all((ROOT / "collector" / overlay).is_file() for overlay in overlays), overlays
 
 
 def _dockerfile_copies(dockerfile: Path) -> list[str]:
@@ -108,14 +128,6 @@ def test_images_are_pinned(compose) -> None:
         image = service["image"]
         tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else ""
         assert re.search(r"\d+\.\d+", tag), f"{name}: image {image} has no version tag"
-
-
-def test_collector_overlays_named_by_compose_exist(compose) -> None:
-    command = " ".join(compose["services"]["collector"]["command"])
-    match = re.search(r"overlays/\$\{COLLECTOR_OVERLAY:-(\w+)\}\.yaml", command)
-    assert match, command
-    for overlay in (match[1], "grafana"):
-        assert (ROOT / "collector" / "overlays" / f"{overlay}.yaml").is_file(), overlay
 
 
 def test_grafana_stack_profile_adds_loki_and_tempo_only(compose) -> None:
