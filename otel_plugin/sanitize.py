@@ -26,7 +26,8 @@ _SENSITIVE = (
 )
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # scheme://user:password@host
-    (re.compile(r"([a-zA-Z][\w+.-]*://[^:/\s@]*:)([^@\s/]+)(@)"), r"\1" + MASK + r"\3"),
+    # (bounded repeats: an unbounded scheme or user part makes this quadratic on long text)
+    (re.compile(r"([a-zA-Z][\w+.-]{0,31}://[^:/\s@]{0,256}:)([^@\s/]{1,512})(@)"), r"\1" + MASK + r"\3"),
     # Authorization: Bearer <token>, Basic <credentials>
     (re.compile(r"(?i)\b(bearer|basic)(\s+)[\w\-.~+/]+=*"), r"\1\2" + MASK),
     # password=..., "token": "...", api_key: ...
@@ -77,10 +78,11 @@ def _has_surrogates(text: str) -> bool:
     return False
 
 
-def truncate(text: str, limit: int = MAX_VALUE_CHARS) -> str:
-    if len(text) <= limit:
+def truncate(text: str, limit: int = MAX_VALUE_CHARS, original_length: int | None = None) -> str:
+    length = len(text) if original_length is None else original_length
+    if length <= limit:
         return text
-    marker = f"...[truncated {len(text) - limit} chars]"
+    marker = f"...[truncated {length - limit} chars]"
     return text[: max(0, limit - len(marker))] + marker
 
 
@@ -102,8 +104,10 @@ def mask_secrets(text: str) -> str:
 
 def clean_text(value: object, limit: int = MAX_VALUE_CHARS) -> str:
     """The one way free text (error messages, user facts) is prepared for export."""
-    # Mask before truncating, so a secret cut in half by the limit cannot escape its pattern.
-    return truncate(mask_secrets(safe_str(value)), limit)
+    text = safe_str(value)
+    # Mask a window twice the kept size, then cut: masking stays cheap on megabyte messages, and a secret
+    # split by the window edge lies beyond the final cut.
+    return truncate(mask_secrets(text[: 2 * limit]), limit, original_length=len(text))
 
 
 def attribute_value(value: object) -> str | bool | int | float:
