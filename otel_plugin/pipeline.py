@@ -82,9 +82,12 @@ class Pipeline:
         # aggregating so it never multiplies series or log streams.
         resource = Resource.create({"service.name": cfg.service_name, "service.instance.id": str(uuid.uuid4())})
         self.spool = Spool(cfg.spool_dir, cfg.spool_max_bytes)
+        # A background export still waiting for an answer when the task ends holds the SDK's export lock,
+        # and the exit flush waits for it: no request may outlast the flush budget, or the records behind
+        # it would still be in memory (not yet spooled) when the process exits.
+        timeout = min(cfg.export_timeout, cfg.flush_budget) if cfg.flush_budget > 0 else cfg.export_timeout
         self.senders = {
-            signal: Sender(signal, endpoint, self.spool, cfg.export_timeout)
-            for signal, endpoint in cfg.endpoints.items()
+            signal: Sender(signal, endpoint, self.spool, timeout) for signal, endpoint in cfg.endpoints.items()
         }
         self.tracer_provider: TracerProvider | None = None
         self.logger_provider: LoggerProvider | None = None
@@ -119,6 +122,8 @@ class Pipeline:
         False if the budget ran out; whatever was not delivered is in the spool.
         """
         budget = self.cfg.flush_budget if budget is None else budget
+        if wait and self._flush_lock.locked():
+            return False  # an earlier flush overran its budget: do not wait a second budget for it
         thread = threading.Thread(target=self._flush, args=(budget,), name="otel_plugin-flush", daemon=True)
         thread.start()
         if not wait:

@@ -13,6 +13,7 @@ import logging
 import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 
@@ -45,6 +46,11 @@ DELTA = {
 _MIN_ATTEMPT_S = 0.05
 # Statuses where sending the same bytes again cannot succeed: drop loudly rather than spool forever.
 _PERMANENT = {400, 413, 415}
+# After a refused or timed-out request, requests to that host fail fast (straight to the spool) for this
+# long: otherwise each later flush of the same process (task end, before_stopping, atexit) would wait on a
+# black-holed Collector again, and a task's exit would take a multiple of the flush budget.
+_COOLDOWN_S = 5.0
+_down_until: dict[str, float] = {}
 
 
 class Deadline:
@@ -84,7 +90,8 @@ class Sender:
 
     def post(self, payload: bytes, timeout: float | None = None) -> bool:
         timeout = DEADLINE.remaining(self.timeout if timeout is None else timeout)
-        if timeout < _MIN_ATTEMPT_S:
+        host = urllib.parse.urlsplit(self.endpoint.url).netloc
+        if timeout < _MIN_ATTEMPT_S or time.monotonic() < _down_until.get(host, 0.0):
             return False
         headers = {"Content-Type": "application/x-protobuf", **self.endpoint.headers}
         body = payload
@@ -103,6 +110,7 @@ class Sender:
                 return True
             log.warning("otel_plugin: %s export got HTTP %d; kept for redelivery", self.signal, exc.code)
         except (OSError, ValueError) as exc:  # refused, reset, timed out, bad URL
+            _down_until[host] = time.monotonic() + _COOLDOWN_S
             log.warning("otel_plugin: %s export to %s failed (%s); kept for redelivery", self.signal,
                         self.endpoint.url, type(exc).__name__)
         return False
