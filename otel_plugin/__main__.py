@@ -1,11 +1,11 @@
-"""Command line of the plugin: ``python -m otel_plugin lookup ...``, also installed as ``airflow-otel``."""
+"""Command line of the plugin: ``python -m otel_plugin lookup|replay ...``, also installed as ``airflow-otel``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from otel_plugin import lookup
+from otel_plugin import lookup, replay
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,10 +18,18 @@ def main(argv: list[str] | None = None) -> int:
             description=(lookup.__doc__ or "").split("\n\n")[0],
         )
     )
+    replay.add_arguments(
+        commands.add_parser(
+            "replay",
+            help="deliver payloads waiting in the spool now",
+            description=(replay.__doc__ or "").split("\n\n")[0],
+        )
+    )
     args = parser.parse_args(argv)
+    command = {"lookup": lookup, "replay": replay}[args.command]
     try:
-        print(lookup.run(args))
-    except lookup.ERRORS as err:
+        print(command.run(args))
+    except command.ERRORS as err:
         print(f"airflow-otel: error: {err}", file=sys.stderr)
         return 2
     return 0
