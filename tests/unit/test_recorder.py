@@ -200,3 +200,22 @@ def test_huge_and_non_utf8_messages_are_bounded(captured):
     event["error.message"].encode("utf-8")
     assert sum(len(str(v)) for v in event.values()) < 64_000
     _ = dt  # keep the datetime import for readers of the fixtures
+
+
+def test_duration_histogram_carries_an_exemplar_of_the_try_span(captured):
+    listener.on_task_instance_success(previous_state="running", task_instance=make_ti())
+    (_, point) = captured.points(contract.TASK_DURATION.name)[0]
+    (exemplar,) = point.exemplars
+    assert exemplar.span_id == ids.task_span_id("etl", RUN, 0, "load", -1, 1)
+    assert exemplar.trace_id == ids.trace_id("etl", RUN, 0)
+
+
+def test_hooks_register_with_both_airflow_listener_managers():
+    """pluggy rejects a hookimpl whose arguments are not in the spec (e.g. a `session` argument)."""
+    from airflow.listeners.listener import get_listener_manager as core_manager
+    from airflow.sdk.listener import get_listener_manager as sdk_manager
+
+    for manager in (core_manager(), sdk_manager()):
+        manager.add_listener(listener)
+        assert manager.pm.is_registered(listener)
+        manager.pm.unregister(listener)
