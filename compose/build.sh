@@ -104,6 +104,12 @@ names=("$@")
 for name in "${names[@]}"; do bin_path "$name" >/dev/null; done   # reject unknown names up front
 command -v go >/dev/null || { echo "build.sh: 'go' is not on PATH" >&2; exit 1; }
 mkdir -p "$BIN" "$WORK" "$LOGS"
+# One build at a time (2 cores; and two builds of one binary would share its scratch directory).
+exec 9>"$CACHE/build.lock"
+if ! flock -n 9; then
+  echo "==> waiting for another build.sh to finish"
+  flock 9
+fi
 
 total_start=$SECONDS
 for name in "${names[@]}"; do
