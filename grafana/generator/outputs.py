@@ -61,6 +61,11 @@ def generate() -> dict[str, str]:
     return files
 
 
+def committed(path: str) -> str:
+    """The committed text of one generated file (path under grafana/)."""
+    return (GRAFANA_DIR / path).read_text(encoding="utf-8")
+
+
 def stale(files: dict[str, str]) -> list[str]:
     """Paths whose committed content differs from ``files`` (or that are missing)."""
     out = []
