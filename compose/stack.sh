@@ -134,8 +134,10 @@ start_one() {
   [[ -x $bin ]] || "$BUILD" "$svc"
   check_ports_free "$svc"
   mkdir -p "$STACK_DIR/run" "$STACK_DIR/logs" "$STACK_DIR/$svc"
+  local cmdline
+  cmdline=$(command_of "$svc") # a plain assignment, so a die inside stops this script too
   local -a cmd
-  mapfile -t cmd < <(command_of "$svc")
+  mapfile -t cmd <<<"$cmdline"
   # setsid: the services outlive this script and ignore a Ctrl-C meant for the terminal's foreground job.
   (
     cd "$STACK_DIR/$svc"
