@@ -83,15 +83,19 @@ pid_file() { echo "$STACK_DIR/run/$1.pid"; }
 log_file() { echo "$STACK_DIR/logs/$1.log"; }
 
 # The pid of our running instance of a service, or nothing. Each runs in its own directory under
-# STACK_DIR, so a recycled pid of an unrelated process is never taken for ours.
+# STACK_DIR, so a recycled pid of an unrelated process is never taken for ours. A live instance whose pid
+# file is missing (an interrupted launcher) is found by the port it listens on and adopted.
 running_pid() {
-  local file pid
+  local file pid port
   file=$(pid_file "$1")
-  [[ -f $file ]] || return 0
-  pid=$(<"$file")
-  if [[ $(readlink "/proc/$pid/cwd" 2>/dev/null) == "$STACK_DIR/$1" ]]; then
-    echo "$pid"
+  pid=$(cat "$file" 2>/dev/null || true)
+  if [[ -z $pid || $(readlink "/proc/$pid/cwd" 2>/dev/null) != "$STACK_DIR/$1" ]]; then
+    read -r port _ <<<"$(ports "$1")"
+    pid=$(ss -Hltnp "( sport = :$port )" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2)
+    [[ -n $pid && $(readlink "/proc/$pid/cwd" 2>/dev/null) == "$STACK_DIR/$1" ]] || return 0
+    echo "$pid" >"$file"
   fi
+  echo "$pid"
 }
 
 healthy() { curl -fs -o /dev/null --max-time 2 "$(health_url "$1")"; }
@@ -140,6 +144,7 @@ start_one() {
   mapfile -t cmd <<<"$cmdline"
   # setsid: the services outlive this script and ignore a Ctrl-C meant for the terminal's foreground job.
   (
+    exec 8>&- # the launcher's lock must not stay held by a long-running service
     cd "$STACK_DIR/$svc"
     export OTELCOL_STORAGE_DIR=$STACK_DIR/collector/storage JAEGER_DATA=$STACK_DIR/jaeger/data
     exec setsid "${cmd[@]}" >>"$(log_file "$svc")" 2>&1 </dev/null
@@ -192,6 +197,13 @@ known_service() {
   for svc in "${SERVICES[@]}"; do [[ $svc == "${1:-}" ]] && return 0; done
   die "unknown service '${1:-}' (one of: ${SERVICES[*]})"
 }
+
+# One launcher at a time per STACK_DIR: test sessions running side by side may all call `up`.
+if [[ ${1:-} =~ ^(up|down|start|stop)$ ]]; then
+  mkdir -p "$STACK_DIR/run"
+  exec 8>"$STACK_DIR/run/launcher.lock"
+  flock 8
+fi
 
 case ${1:-} in
   up)
