@@ -122,8 +122,6 @@ class Pipeline:
         False if the budget ran out; whatever was not delivered is in the spool.
         """
         budget = self.cfg.flush_budget if budget is None else budget
-        if wait and self._flush_lock.locked():
-            return False  # an earlier flush overran its budget: do not wait a second budget for it
         thread = threading.Thread(target=self._flush, args=(budget,), name="otel_plugin-flush", daemon=True)
         thread.start()
         if not wait:
