@@ -41,6 +41,9 @@ test: venv stack-up ## set up everything (venv, stack) and run every test
 test-unit: venv ## fast tests only: no stack, no Airflow processes
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+demo: venv stack-up ## set up everything, run the demo DAGs in real Airflow, print a report read back from the stores
+	$(PY) demo/run_demo.py
+
 lint: venv ## ruff over the whole repository
 	$(VENV)/bin/ruff check .
 

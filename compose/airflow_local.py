@@ -141,8 +141,17 @@ class AirflowLocal:
             body["dag_run_id"] = run_id
         return self.api("POST", f"dags/{dag_id}/dagRuns", body)["dag_run_id"]
 
+    def dag_run(self, dag_id: str, run_id: str) -> dict:
+        """The run as the REST API shows it (state, start_date, end_date, ...)."""
+        return self.api("GET", f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")
+
     def run_state(self, dag_id: str, run_id: str) -> str:
-        return self.api("GET", f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")["state"]
+        return self.dag_run(dag_id, run_id)["state"]
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        """The run's task instances (one per map index once a task is expanded), at most 100 (page limit)."""
+        path = f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances?limit=100"
+        return self.api("GET", path)["task_instances"]
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300, poll: float = 2) -> str:
         """Wait until the run finishes; returns its final state."""
