@@ -30,6 +30,8 @@ SENDERS = 2
 PUSH_BUDGET_S = {False: 120.0, True: 600.0}  # per R; a Pushgateway slower than this is a result
 SEND_BUDGET_S = 900.0
 JOB = "airflow_runs"
+# counter _total and _created, the gauge, and the Pushgateway's push_time_seconds, push_failure_time_seconds
+SERIES_PER_GROUP = 5
 
 
 def _push_runs(runs: list[drive.Run], pushed: multiprocessing.Array, slot: int, until: float) -> None:
@@ -69,7 +71,7 @@ def _pushgateway_row(ctx: Context, bench: peers.Peers, runs: list[drive.Run]) ->
     rss = rss_bytes(bench.pid("pushgateway"))
     target = 'job="pushgateway"'
     series = poll(lambda: drive.prom_number(peers.PROMETHEUS, f'count({{job="{JOB}"}})') or 0,
-                  lambda v: v >= 4 * total, timeout=60, settle=15)
+                  lambda v: v >= SERIES_PER_GROUP * total, timeout=60, settle=15)
     scrape = drive.prom_number(peers.PROMETHEUS, f"scrape_duration_seconds{{{target}}}")
     up = drive.prom_number(peers.PROMETHEUS, f"up{{{target}}}")
     return [len(runs), f"{total:,} in {took:.0f} s ({total / took:,.0f}/s)", groups, mib(rss),
