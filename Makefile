@@ -55,3 +55,12 @@ grafana: venv ## regenerate grafana/ (dashboards, provisioning, alert rules) fro
 
 grafana-check: venv ## fail if grafana/ is not what grafana/generator writes
 	$(PY) -m grafana.generator --check
+
+# --- Benchmarks (usage and scenarios: benchmarks/__init__.py) ----------------------------------------
+.PHONY: bench bench-full
+
+bench: venv stack-up ## quick benchmarks against the Pushgateway and StatsD; writes benchmarks/RESULTS.md
+	$(PY) -m benchmarks
+
+bench-full: venv stack-up ## the full sizes (K up to 1000, R up to 100k; takes about an hour)
+	$(PY) -m benchmarks --full
