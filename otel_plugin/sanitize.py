@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 MAX_VALUE_CHARS = 4096
 MAX_ATTRIBUTES = 100
-MAX_TOTAL_CHARS = 48_000
+MAX_TOTAL_BYTES = 48_000  # UTF-8 bytes, as Loki counts them: one character can take four
 MASK = "***"
 
 _SENSITIVE = (
@@ -133,11 +133,12 @@ def bound_attributes(
         if value is None:
             continue
         coerced = attribute_value(value)
-        size = len(key) + (len(coerced) if isinstance(coerced, str) else 8)
-        if len(bounded) >= MAX_ATTRIBUTES - 1 or total + size > MAX_TOTAL_CHARS:
+        name = truncate(safe_str(key), 128)
+        size = len(name.encode()) + (len(coerced.encode()) if isinstance(coerced, str) else 8)
+        if len(bounded) >= MAX_ATTRIBUTES - 1 or total + size > MAX_TOTAL_BYTES:
             dropped += 1
             continue
-        bounded[truncate(safe_str(key), 128)] = coerced
+        bounded[name] = coerced
         total += size
     if dropped:
         bounded["dropped_attributes"] = dropped
