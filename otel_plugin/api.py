@@ -21,7 +21,7 @@ import threading
 from dataclasses import dataclass, field
 
 from . import ids
-from .sanitize import attribute_value
+from .sanitize import attribute_value, safe_str
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +105,13 @@ def record_bytes(read: int | None = None, written: int | None = None) -> None:
 def record_check(name: str, passed: bool) -> None:
     """Record a data-quality check; use a fixed set of names (they become a metric label)."""
     with _lock:
-        _current.facts.checks[str(name)[:64]] = bool(passed)
+        _current.facts.checks[safe_str(name)[:64]] = bool(passed)
 
 
 def set_fact(key: str, value: object) -> None:
     """Attach any other fact to the task's event and span (never to metrics)."""
     with _lock:
-        _current.facts.extra[str(key)[:64]] = attribute_value(value)
+        _current.facts.extra[safe_str(key)[:64]] = attribute_value(value)
 
 
 def traceparent() -> str | None:
