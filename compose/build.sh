@@ -5,7 +5,7 @@
 #   compose/build.sh [name ...]     build what is missing (default: collector prometheus victorialogs jaeger)
 #   compose/build.sh --path name    print the cached binary's path (built or not) and exit
 #
-# Names: collector prometheus victorialogs jaeger statsd_exporter.
+# Names: collector prometheus victorialogs jaeger promtool (rule checks) statsd_exporter (benchmarks).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,10 +31,11 @@ bin_path() {
       hash=$(sha256sum "$ROOT/collector/builder.yaml" | cut -c1-12)
       echo "$BIN/otelcol-airflow-$OTELCOL_VERSION-$hash" ;;
     prometheus) echo "$BIN/prometheus-$PROMETHEUS_VERSION" ;;
+    promtool) echo "$BIN/promtool-$PROMETHEUS_VERSION" ;;
     victorialogs) echo "$BIN/victoria-logs-$VICTORIALOGS_VERSION" ;;
     jaeger) echo "$BIN/jaeger-$JAEGER_VERSION" ;;
     statsd_exporter) echo "$BIN/statsd_exporter-$STATSD_EXPORTER_VERSION" ;;
-    *) echo "build.sh: unknown binary '$1' (known: ${DEFAULT_NAMES[*]} statsd_exporter)" >&2; return 2 ;;
+    *) echo "build.sh: unknown binary '$1' (known: ${DEFAULT_NAMES[*]} promtool statsd_exporter)" >&2; return 2 ;;
   esac
 }
 
@@ -86,6 +87,9 @@ build_one() {
     prometheus)
       # netgo: pure-Go resolver; remove_all_sd: drop every cloud service discovery (static/file/http stay).
       wrapper_build "$PROMETHEUS_MODULE" "$PROMETHEUS_VERSION" "$PROMETHEUS_MODULE/cmd/prometheus" \
+        netgo,remove_all_sd "$out" ;;
+    promtool)
+      wrapper_build "$PROMETHEUS_MODULE" "$PROMETHEUS_VERSION" "$PROMETHEUS_MODULE/cmd/promtool" \
         netgo,remove_all_sd "$out" ;;
     victorialogs) go_install "$VICTORIALOGS_MODULE@$VICTORIALOGS_VERSION" "$out" ;;
     jaeger) wrapper_build "$JAEGER_MODULE" "$JAEGER_VERSION" "$JAEGER_MODULE/cmd/jaeger" "" "$out" ;;
