@@ -125,7 +125,8 @@ def run(ctx: Context, _bench: peers.Peers | None) -> list[Table]:
         "Delay = from the moment the task's work ends (printed by the task process) until the process is gone "
         "(the parent's waitpid returns): the end hook or the SDK's record calls, then atexit handlers. Median "
         "(and max) over the trials, run one after the other. Every column includes Airflow's own exit handlers "
-        "(each task process loads Airflow's configuration, as a real one has).",
+        "(each task process loads Airflow's configuration, as a real one has); an 'added' figure smaller "
+        "than the spread of the no-plugin column is noise from the shared machine.",
         "OTel SDK defaults: OTLP/HTTP exporters with their default 10 s timeout and retries, Batch span/log "
         "processors, PeriodicExportingMetricReader, shutdown in the SDK's own atexit handler. The plugin: flush "
         "budget 2 s for all signals together, undelivered payloads to the spool for the next process.",
