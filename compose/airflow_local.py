@@ -153,6 +153,10 @@ class AirflowLocal:
         path = f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}/taskInstances?limit=100"
         return self.api("GET", path)["task_instances"]
 
+    def ended_tries(self, dag_id: str, run_id: str) -> int:
+        """Task tries the run has ended (one event and span each): every try, and once a task that never ran."""
+        return sum(max(ti["try_number"], 1) for ti in self.task_instances(dag_id, run_id))
+
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300, poll: float = 2) -> str:
         """Wait until the run finishes; returns its final state."""
         deadline = time.monotonic() + timeout

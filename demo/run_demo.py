@@ -115,11 +115,6 @@ def wait_until(what: str, probe: Callable[[], bool]) -> None:
         time.sleep(POLL)
 
 
-def expected_tries(af: AirflowLocal, dag_id: str, run_id: str) -> int:
-    """Terminal events (= task spans) the run must produce: one per try; one for a task that never ran."""
-    return sum(max(ti["try_number"], 1) for ti in af.task_instances(dag_id, run_id))
-
-
 def landed(found: lookup.RunLookup, tries: int) -> bool:
     terminal = [e for e in found.events if e.state != "running"]
     spans = [s for spans in found.traces.values() for s in spans or []]
@@ -250,7 +245,7 @@ def main() -> int:
         states = wait_for_runs(af, runs)
 
         step("All runs finished; waiting for their telemetry to be queryable in the stores")
-        tries = {dag_id: expected_tries(af, dag_id, run_id) for dag_id, run_id in runs.items()}
+        tries = {dag_id: af.ended_tries(dag_id, run_id) for dag_id, run_id in runs.items()}
         found: dict[str, lookup.RunLookup] = {}
 
         def all_landed() -> bool:

@@ -44,18 +44,13 @@ def finished(airflow, name: str, runs: dict[str, list[str]], index: int = 0) -> 
     return dag_id, run_id, airflow.dag_run(dag_id, run_id)
 
 
-def expected_tries(airflow, dag_id: str, run_id: str) -> int:
-    """Terminal task events (and task spans) of a run: one per try; one for a task that never ran."""
-    return sum(max(ti["try_number"], 1) for ti in airflow.task_instances(dag_id, run_id))
-
-
 def timeline(airflow, dag_id: str, run_id: str) -> list[dict[str, Any]]:
     """The run's events (catalogue: run_timeline), once the terminal event of every try and the run are in."""
     logsql = queries.render(queries.get("run_timeline"), "logsql", dag_id=dag_id, run_id=run_id)
-    want = expected_tries(airflow, dag_id, run_id) + 1
+    want = airflow.ended_tries(dag_id, run_id) + 1
     return stackutil.wait_until(
         lambda: victorialogs.query(logsql),
-        lambda rows: sum(r["state"] not in ("running",) for r in rows) >= want,
+        lambda rows: sum(r["state"] != "running" for r in rows) >= want,
         timeout=LANDING_TIMEOUT,
         what=f"{want} terminal events of {dag_id} {run_id}",
     )
