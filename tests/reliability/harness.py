@@ -169,8 +169,13 @@ def spooled_records(spool_dir: Path) -> dict[str, int]:
 
 def event_count(run_id: str) -> int:
     """Events of a run in VictoriaLogs (every copy: a duplicate counts twice)."""
+    return event_count_where(f'run_id:"{run_id}"')
+
+
+def event_count_where(logsql_filter: str) -> int:
+    """Records in VictoriaLogs matching a LogsQL filter."""
     resp = requests.post(f"{su.VICTORIALOGS}/select/logsql/query",
-                         data={"query": f'run_id:"{run_id}" | stats count() as n'}, timeout=10)
+                         data={"query": f"{logsql_filter} | stats count() as n"}, timeout=10)
     resp.raise_for_status()
     rows = [json.loads(line) for line in resp.text.splitlines() if line.strip()]
     return int(rows[0]["n"]) if rows else 0
