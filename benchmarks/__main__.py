@@ -98,13 +98,20 @@ def main(argv: list[str] | None = None) -> int:
              "load average (1/5/15 min) at start": load0}
     tables: list[Table] = []
     bench = None
+    failures = 0
     try:
         if any(SCENARIOS[name][1] for name in names):
             bench = peers.Peers(scratch).__enter__()
         for name in names:
             run, _ = SCENARIOS[name]
+            drive.require_stack()
             began, watch = time.monotonic(), drive.Restarts()
-            produced = run(ctx, bench)
+            try:
+                produced = run(ctx, bench)
+            except (Exception, SystemExit) as err:  # keep the other scenarios' results; say what broke
+                produced = []
+                facts[f"{name}: FAILED"] = f"{type(err).__name__}: {err}"
+                failures += 1
             restarted = ", ".join(watch.since()) or "none"
             facts[f"{name}: took, load after, stack services restarted meanwhile by other tests"] = (
                 f"{time.monotonic() - began:.0f} s, {load_average()}, {restarted}")
@@ -121,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{(busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]):.0%}")
     _write(args.out, ctx.mode, _section(ctx, command, facts, _versions(bench), tables))
     print(f"results written to {args.out}")
-    return 0
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import os
+import time
 import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from .common import ROOT, cpu_seconds, disk_bytes, rss_bytes
 
 STACK_DIR = Path(os.environ.get("STACK_DIR", ROOT / ".stack"))
 STACK_PROMETHEUS = stackutil.PROMETHEUS
+STACK_WAIT_S = 300.0  # how long a stack service may be down (someone else's test) before the benchmark gives up
 DAGS, TASKS = 50, 20
 FAILED = "failed"
 FINISHED = contract.TASK_FINISHED.prometheus
@@ -128,8 +130,6 @@ class BatchingPipeline(pipeline.Pipeline):
 def send_batched(runs: Iterable[Run], every: int = 500, pace: float = 0.0) -> int:
     """Report runs through one batching pipeline (in a child process); ``pace`` > 0: runs per second.
     Returns how many payloads are still in the spool at the end (0 = everything was accepted)."""
-    import time
-
     cfg = config.get()
     assert cfg is not None, "plugin configuration is invalid"
     pipe = BatchingPipeline(cfg)
@@ -195,7 +195,17 @@ def out_of_order_drops() -> float:
 
 
 def stack_pid(service: str) -> int:
-    return int((STACK_DIR / "run" / f"{service}.pid").read_text())
+    """The pid of a running stack service; waits (bounded) while another engineer's test has it stopped."""
+    path = STACK_DIR / "run" / f"{service}.pid"
+    deadline = time.monotonic() + STACK_WAIT_S
+    while True:
+        try:
+            return int(path.read_text())
+        except (OSError, ValueError):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"stack service {service} has been down for {STACK_WAIT_S:.0f} s "
+                                 "(start it with `make stack-up`)") from None
+            time.sleep(1)
 
 
 STORES = ("collector", "prometheus", "victorialogs", "jaeger")
@@ -225,7 +235,7 @@ class Restarts:
         pids: dict[str, int | None] = {}
         for svc in STORES:
             try:
-                pids[svc] = stack_pid(svc)
+                pids[svc] = int((STACK_DIR / "run" / f"{svc}.pid").read_text())
             except (OSError, ValueError):
                 pids[svc] = None
         return pids
@@ -239,8 +249,14 @@ class Restarts:
 
 
 def require_stack() -> None:
-    """Fail with the command to run when the stack is not up (the benchmark does not start it)."""
-    try:
-        stackutil.stack("status")
-    except AssertionError as err:
-        raise SystemExit(f"the stack is not running: start it with `make stack-up`\n{err}") from None
+    """Wait (bounded) until every stack service is healthy; fail with the command to run if it never is
+    (``make bench`` starts the stack; other engineers' tests may stop services for a while)."""
+    deadline = time.monotonic() + STACK_WAIT_S
+    while True:
+        try:
+            stackutil.stack("status")
+            return
+        except AssertionError as err:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the stack is not running: start it with `make stack-up`\n{err}") from None
+            time.sleep(2)
