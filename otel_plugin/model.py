@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import ids
+from .sanitize import safe_str
 
 _MISSING = object()
 
@@ -35,7 +36,12 @@ def state_name(state: object) -> str | None:
     if state is None:
         return None
     value = getattr(state, "value", state)
-    return value if isinstance(value, str) else str(value)
+    return value if isinstance(value, str) else safe_str(value)
+
+
+def _id(value: object) -> str:
+    # safe_str: an id object whose __str__ raises must not lose the whole event.
+    return safe_str(value) if value else "unknown"
 
 
 def _int(value: object, default: int) -> int:
@@ -90,8 +96,8 @@ class DagRunInfo:
 
     @classmethod
     def from_airflow(cls, dag_run: object, message: str | None = None) -> DagRunInfo:
-        dag_id = str(read(dag_run, "dag_id") or "unknown")
-        run_id = str(read(dag_run, "run_id") or "unknown")
+        dag_id = _id(read(dag_run, "dag_id"))
+        run_id = _id(read(dag_run, "run_id"))
         clear_number = _int(read(dag_run, "clear_number"), 0)
         return cls(
             dag_id=dag_id,
@@ -144,8 +150,8 @@ class TaskRun:
     def from_airflow(
         cls, ti: object, state: object = _MISSING, previous_state: object = None, reconciled: bool = False
     ) -> TaskRun:
-        dag_id = str(read(ti, "dag_id") or "unknown")
-        run_id = str(read(ti, "run_id") or "unknown")
+        dag_id = _id(read(ti, "dag_id"))
+        run_id = _id(read(ti, "run_id"))
         server_run = read(ti, "_ti_context_from_server", "dag_run")  # task SDK: the run as the API sent it
         orm_run = None if server_run is not None else read(ti, "dag_run")
         run = server_run or orm_run
@@ -160,7 +166,7 @@ class TaskRun:
             end = dt.datetime.now(dt.timezone.utc)  # 3.0 leaves end_date unset on some terminal paths
         return cls(
             dag_id=dag_id,
-            task_id=str(read(ti, "task_id") or "unknown"),
+            task_id=_id(read(ti, "task_id")),
             run_id=run_id,
             try_number=_int(read(ti, "try_number"), 0),
             max_tries=_int(read(ti, "max_tries"), _int(read(task, "retries"), 0)),
@@ -170,7 +176,7 @@ class TaskRun:
             start=_datetime(read(ti, "start_date")),
             end=end,
             hostname=read(ti, "hostname") or (None if reconciled else socket.gethostname()),
-            operator=str(operator) if operator else None,
+            operator=safe_str(operator) if operator else None,
             pool=read(ti, "pool") or read(task, "pool"),
             queue=read(ti, "queue") or read(task, "queue"),
             log_url=_log_url(ti),

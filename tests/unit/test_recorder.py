@@ -219,3 +219,13 @@ def test_hooks_register_with_both_airflow_listener_managers():
         manager.add_listener(listener)
         assert manager.pm.is_registered(listener)
         manager.pm.unregister(listener)
+
+
+def test_ids_whose_str_raises_still_produce_the_event(captured):
+    class BadId:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    listener.on_task_instance_success(previous_state="running", task_instance=make_ti(dag_id=BadId()))
+    (event,) = captured.events()
+    assert event["dag_id"].startswith("<unprintable") and event["state"] == "success"
