@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
 import re
 import shlex
 import shutil
@@ -17,6 +18,7 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import IO
 
 from . import cardinality, concurrency, drive, overhead, peers, throughput
 from .common import ROOT, Context, Table, load_average, machine
@@ -29,6 +31,8 @@ SCENARIOS = {
     "throughput": (throughput.run, False),
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
+LOCK = Path(tempfile.gettempdir()) / "airflow-otel-bench.lock"
+LOCK_WAIT_S = 3600.0
 PREAMBLE = """# Benchmark results
 
 Written by `python -m benchmarks` (`make bench` runs the quick mode). Each section below comes from ONE run
@@ -82,6 +86,22 @@ def _write(out: Path, mode: str, section: str) -> None:
     out.write_text(text)
 
 
+def _one_run_at_a_time(wait_s: float) -> IO[str]:
+    """Hold the machine-wide benchmark lock: the peers' ports are fixed, and two runs at once (a `make bench`
+    and the CI's quick-mode test, say) would read each other's pushes. Waits up to ``wait_s`` seconds."""
+    lock = open(LOCK, "a+")  # noqa: SIM115 - held until the process exits
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return lock
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"another benchmark run still holds {LOCK} after {wait_s:.0f} s") from None
+            print(f"waiting for another benchmark run to finish (lock {LOCK})", file=sys.stderr, flush=True)
+            time.sleep(10)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[1])
     parser.add_argument("--full", action="store_true", help="the full sizes (default: the quick ones)")
@@ -89,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"results file (default {RESULTS})")
     args = parser.parse_args(argv)
     names = args.only or list(SCENARIOS)
+    lock = _one_run_at_a_time(LOCK_WAIT_S)
     drive.require_stack()
     command = shlex.join(["python", "-m", "benchmarks", *(argv if argv is not None else sys.argv[1:])])
     scratch = Path(tempfile.mkdtemp(prefix="airflow-otel-bench-"))
@@ -128,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{(busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]):.0%}")
     _write(args.out, ctx.mode, _section(ctx, command, facts, _versions(bench), tables))
     print(f"results written to {args.out}")
+    lock.close()
     return 1 if failures else 0
 
 
