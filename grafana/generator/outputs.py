@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,17 @@ def generate() -> dict[str, str]:
 def committed(path: str) -> str:
     """The committed text of one generated file (path under grafana/)."""
     return (GRAFANA_DIR / path).read_text(encoding="utf-8")
+
+
+def walk(value: Any) -> Iterator[dict[str, Any]]:
+    """Every dict inside a JSON value (the checks look for datasources, links and targets anywhere)."""
+    if isinstance(value, dict):
+        yield value
+        for v in value.values():
+            yield from walk(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from walk(v)
 
 
 def stale(files: dict[str, str]) -> list[str]:

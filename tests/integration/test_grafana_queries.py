@@ -15,7 +15,6 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -153,16 +152,6 @@ def _dashboards(flavour: Flavour) -> dict[str, dict[str, Any]]:
     }
 
 
-def _walk(value: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(value, dict):
-        yield value
-        for v in value.values():
-            yield from _walk(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _walk(v)
-
-
 def _provisioned(flavour: Flavour, kind: str, name: str) -> dict[str, Any]:
     text = outputs.committed(f"provisioning/{flavour.name}/{kind}/{name}").replace("$$", "$")
     return yaml.safe_load(text)
@@ -184,7 +173,7 @@ def collect(flavour: Flavour) -> list[tuple[str, str, dict[str, Any]]]:
                         {"variable": variable["query"]},
                     )
                 )
-        for node in _walk(data):
+        for node in outputs.walk(data):
             internal = node.get("internal")
             if isinstance(internal, dict):
                 ds_type = flavour.logs.type if internal["datasourceUid"] == flavour.logs.uid else "?"

@@ -44,17 +44,6 @@ def dashboards(flavour: Flavour) -> dict[str, dict[str, Any]]:
     return {p.stem: json.loads(p.read_text()) for p in sorted((GRAFANA / "dashboards" / flavour.name).glob("*.json"))}
 
 
-def walk(value: Any):
-    """Every dict inside a JSON value."""
-    if isinstance(value, dict):
-        yield value
-        for v in value.values():
-            yield from walk(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from walk(v)
-
-
 def test_committed_files_are_what_the_generator_writes():
     behind = outputs.stale(GENERATED)
     assert not behind, f"grafana/ is out of date for {behind}: run `{outputs.REGENERATE}` and commit the result"
@@ -104,7 +93,7 @@ def test_every_datasource_reference_is_provisioned_with_that_type(flavour):
     assert provisioned == {d.uid: d.type for d in flavour.datasources}
     checked = 0
     for name, data in dashboards(flavour).items():
-        for node in walk(data):
+        for node in outputs.walk(data):
             ref = node.get("datasource")
             if isinstance(ref, dict) and "uid" in ref:
                 assert provisioned.get(ref["uid"]) == ref["type"], f"{name}: {ref}"
@@ -113,7 +102,7 @@ def test_every_datasource_reference_is_provisioned_with_that_type(flavour):
                 assert node["datasourceUid"] in provisioned, f"{name}: {node}"
                 checked += 1
     for ds in provisioning(flavour, "datasources", "datasources.yaml")["datasources"]:
-        for node in walk(ds["jsonData"]):
+        for node in outputs.walk(ds["jsonData"]):
             if "datasourceUid" in node:  # derived fields, tracesToLogsV2, exemplar destinations
                 assert node["datasourceUid"] in provisioned and node["datasourceUid"] != ds["uid"], node
                 checked += 1
