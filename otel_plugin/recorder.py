@@ -63,13 +63,13 @@ def task_running(ti: object, previous_state: object) -> None:
 
 
 def task_finished(ti: object, previous_state: object, state: object = None, error: object = None) -> None:
-    run = TaskRun.from_airflow(ti, previous_state=previous_state, **({"state": state} if state else {}))
-    facts = api.take_facts() if _in_task_process(ti) else None
     out = _emitters()
     if out is None:
         return
-    _record_task(out, run, errors.describe(error), facts)
-    out.pipe.flush(wait=_in_task_process(ti))
+    in_task = _in_task_process(ti)
+    run = TaskRun.from_airflow(ti, previous_state=previous_state, **({"state": state} if state else {}))
+    _record_task(out, run, errors.describe(error), api.take_facts() if in_task else None)
+    out.pipe.flush(wait=in_task)
 
 
 def _record_task(out: _Emitters, run: TaskRun, error: errors.ErrorInfo | None, facts: api.Facts | None) -> None:
