@@ -21,7 +21,8 @@ from types import SimpleNamespace
 
 import requests
 
-from otel_plugin import config, contract, ids, listener, pipeline
+from otel_plugin.airflow import listener
+from otel_plugin.core import config, contract, ids, pipeline
 from tests import stackutil
 
 from .common import ROOT, cpu_seconds, disk_bytes, rss_bytes

@@ -35,7 +35,7 @@ def _timed(call: Callable[[], object]) -> float:
 
 def _hook_times(n: int, plugin: bool) -> dict[str, list[float]]:
     """Seconds per call of each hook over n tries of each end state (run in a child)."""
-    from otel_plugin import listener
+    from otel_plugin.airflow import listener
 
     times: dict[str, list[float]] = {hook: [] for hook in HOOKS}
     if plugin:

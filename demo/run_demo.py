@@ -3,7 +3,7 @@
 Starts Airflow 3 (api-server, scheduler, dag-processor, LocalExecutor, SQLite) with the plugin under
 ``.stack/airflow``, triggers the five DAGs of ``demo/dags``, prints one line per task state change until
 they finish, then reads everything back: per-DAG counts from Prometheus, each run's timeline from
-VictoriaLogs and trace from Jaeger (through ``otel_plugin.lookup``), the "succeeded with 0 rows" findings,
+VictoriaLogs and trace from Jaeger (through ``otel_plugin.readback.lookup``), the "succeeded with 0 rows" findings,
 and every query used, in each dialect. Airflow is stopped at the end; the stack keeps running.
 
 Usage (the stack must be up: ``make stack-up``)::
@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from otel_plugin import lookup, queries
-from otel_plugin.stores import Jaeger, Prometheus, StoreError, VictoriaLogs
+from otel_plugin.readback import lookup, queries
+from otel_plugin.readback.stores import Jaeger, Prometheus, StoreError, VictoriaLogs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "compose"))

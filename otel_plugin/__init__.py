@@ -7,7 +7,7 @@ Install the package into Airflow's environment; the ``otel_plugin`` plugin regis
     export AIRFLOW__OTEL_PLUGIN__JSON_PATH=/var/log/airflow/events.jsonl   # optional
 
 Inside tasks, ``otel_plugin.api`` records business facts (rows, bytes, checks) and hands the trace context
-to child processes. Configuration: ``otel_plugin.config``; what is emitted: docs/telemetry.md.
+to child processes. Configuration: ``otel_plugin.core.config``; what is emitted: docs/telemetry.md.
 """
 
 __version__ = "0.1.0"

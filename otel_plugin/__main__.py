@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from otel_plugin import lookup, replay
+from otel_plugin.core import replay
+from otel_plugin.readback import lookup
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,8 +20,8 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from . import ids
-from .sanitize import attribute_value, safe_str
+from otel_plugin.core import ids
+from otel_plugin.core.sanitize import attribute_value, safe_str
 
 log = logging.getLogger(__name__)
 

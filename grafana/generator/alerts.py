@@ -9,8 +9,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from otel_plugin import contract
-from otel_plugin import queries as Q
+from otel_plugin.core import contract
+from otel_plugin.readback import queries as Q
 
 from .defaults import PROMETHEUS, to_json
 

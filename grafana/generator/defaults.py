@@ -16,7 +16,7 @@ from grafana_foundation_sdk.cog import variants as cogvariants
 from grafana_foundation_sdk.cog.runtime import UnknownDataquery
 from grafana_foundation_sdk.models.common import DataSourceRef
 
-from otel_plugin import queries as Q
+from otel_plugin.readback import queries as Q
 
 with warnings.catch_warnings():  # the classic dashboard model is the one file provisioning reads
     warnings.simplefilter("ignore", DeprecationWarning)

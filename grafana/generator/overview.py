@@ -5,7 +5,7 @@ The same in both flavours: metrics live in Prometheus either way.
 
 from __future__ import annotations
 
-from otel_plugin import queries as Q
+from otel_plugin.readback import queries as Q
 
 from .defaults import UID_OVERVIEW, Flavour, dash, dash_model, new_dashboard, prometheus_label_variable, promql_target
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from otel_plugin import queries as Q
+from otel_plugin.readback import queries as Q
 
 from .defaults import JAEGER, MAX_LOG_LINES, PROMETHEUS, VICTORIALOGS, Datasource, Flavour
 
 DASHBOARDS_IN_CONTAINER = "/var/lib/grafana/dashboards"  # compose mounts grafana/dashboards here
 DASHBOARD_FOLDER = "Airflow"
 DASHBOARD_FOLDER_UID = "airflow-otel"
-TRACE_ID_FIELD = "trace_id"  # the events' trace id field (otel_plugin.contract.COMMON_FIELDS)
+TRACE_ID_FIELD = "trace_id"  # the events' trace id field (otel_plugin.core.contract.COMMON_FIELDS)
 # Spans are emitted at the end of their task / run; the events of a run lie within the trace's time, give or
 # take the scheduling gap.
 SPAN_TIME_SHIFT = "1h"

@@ -4,7 +4,7 @@ messages, its events as log lines (each with a link to the trace), and the run's
 
 from __future__ import annotations
 
-from otel_plugin import queries as Q
+from otel_plugin.readback import queries as Q
 
 from .defaults import (
     UID_RUN_LOOKUP,

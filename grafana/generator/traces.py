@@ -4,7 +4,7 @@ trace, and links to the run's events.
 
 from __future__ import annotations
 
-from otel_plugin import queries as Q
+from otel_plugin.readback import queries as Q
 
 from .defaults import (
     UID_TRACES,

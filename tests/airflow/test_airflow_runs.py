@@ -13,7 +13,7 @@ from collections import Counter
 
 import pytest
 
-from otel_plugin import ids
+from otel_plugin.core import ids
 from tests import stackutil
 
 pytestmark = [pytest.mark.airflow, pytest.mark.stack]

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 import requests
 
-from otel_plugin import ids, lookup, queries
 from otel_plugin.__main__ import main
-from otel_plugin.stores import Jaeger, Prometheus, Span, VictoriaLogs
+from otel_plugin.core import ids
+from otel_plugin.readback import lookup, queries
+from otel_plugin.readback.stores import Jaeger, Prometheus, Span, VictoriaLogs
 from tests import stackutil
 from tests.e2e.conftest import DAGS, FIRST_CARD_RUNS
 

@@ -27,7 +27,7 @@ import requests
 import yaml
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 
-from otel_plugin.config import parse_headers
+from otel_plugin.core.config import parse_headers
 from tests.unit.test_collector_configs import TYPE_OF_MODULE
 
 pytestmark = pytest.mark.stack

@@ -24,8 +24,8 @@ import yaml
 
 from grafana.generator import alerts, outputs
 from grafana.generator.defaults import GRAFANA_STACK, LOCAL, Flavour
-from otel_plugin import ids
-from otel_plugin import queries as Q
+from otel_plugin.core import ids
+from otel_plugin.readback import queries as Q
 from tests import stackutil
 from tests.integration import test_query_dialects
 
@@ -50,7 +50,9 @@ def _utc(seconds_ago: float) -> dt.datetime:
 def _emit(gate: stackutil.Gate, dag_id: str, runs: list[dict[str, Any]]) -> None:
     """One process, like an Airflow worker plus scheduler: each run's task tries, then the run's end."""
     os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = stackutil.COLLECTOR_OTLP_HTTP
-    from otel_plugin import api, pipeline, recorder
+    from otel_plugin import api
+    from otel_plugin.airflow import recorder
+    from otel_plugin.core import pipeline
 
     recorder.set_role(TaskRunnerMarker())
     gate.wait()

@@ -27,10 +27,10 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from otel_plugin import ids
-from otel_plugin import queries as Q
 from otel_plugin.__main__ import main
-from otel_plugin.stores import Jaeger, Prometheus, StoreError, VictoriaLogs
+from otel_plugin.core import ids
+from otel_plugin.readback import queries as Q
+from otel_plugin.readback.stores import Jaeger, Prometheus, StoreError, VictoriaLogs
 from tests import stackutil
 
 GRAMMAR_DIR = Path(__file__).resolve().parents[1] / "grammar"

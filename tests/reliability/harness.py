@@ -24,7 +24,7 @@ from typing import Any
 
 import requests
 
-from otel_plugin import contract, ids
+from otel_plugin.core import contract, ids
 from tests import stackutil as su
 
 FINISHED = contract.TASK_FINISHED.prometheus

@@ -23,7 +23,7 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from otel_plugin import listener
+from otel_plugin.airflow import listener
 
 
 class TaskRunnerMarker:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from otel_plugin import contract
+from otel_plugin.core import contract
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTOR = ROOT / "collector"

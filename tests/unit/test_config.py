@@ -1,4 +1,4 @@
-"""Configuration precedence and errors (otel_plugin.config): AIRFLOW__OTEL_PLUGIN__* over airflow.cfg over
+"""Configuration precedence and errors (otel_plugin.core.config): AIRFLOW__OTEL_PLUGIN__* over airflow.cfg over
 defaults; the standard OTEL_* variables; a bad value disables the plugin with one clear error."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from otel_plugin import config, plugin
+from otel_plugin.airflow import plugin
+from otel_plugin.core import config
 
 
 @pytest.fixture(autouse=True)
@@ -83,7 +84,7 @@ def test_a_bad_value_disables_the_plugin_with_one_clear_error(
     monkeypatch.setenv(variable, value)
     with pytest.raises(config.ConfigError, match=message.replace("(", r"\(")):
         config.load()
-    with caplog.at_level(logging.ERROR, logger="otel_plugin.config"):
+    with caplog.at_level(logging.ERROR, logger="otel_plugin.core.config"):
         assert config.get() is None
         assert config.get() is None  # cached: said once
         assert plugin._listeners() == []  # Airflow starts, without the listener

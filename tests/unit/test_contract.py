@@ -1,10 +1,12 @@
-"""The contract (otel_plugin/contract.py) is what is emitted and what docs/telemetry.md says."""
+"""The contract (otel_plugin/core/contract.py) is what is emitted and what docs/telemetry.md says."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from otel_plugin import api, contract, listener
+from otel_plugin import api
+from otel_plugin.airflow import listener
+from otel_plugin.core import contract
 
 from .conftest import make_dag_run, make_ti
 

@@ -13,7 +13,7 @@ import yaml
 
 from grafana.generator import alerts, outputs
 from grafana.generator.defaults import FLAVOURS, Flavour
-from otel_plugin import queries as Q
+from otel_plugin.readback import queries as Q
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from otel_plugin import lookup, stores
 from otel_plugin.__main__ import main
-from otel_plugin.stores import Span
+from otel_plugin.readback import lookup, stores
+from otel_plugin.readback.stores import Span
 
 RUN = "manual__2026-11-27T01:02:03.456+00:00"
 

@@ -16,9 +16,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otel_plugin import api, errors, events, listener, traces
-from otel_plugin.model import DagRunInfo, TaskRun
-from otel_plugin.pipeline import ForcedIdGenerator
+from otel_plugin import api
+from otel_plugin.airflow import events, listener, traces
+from otel_plugin.airflow.model import DagRunInfo, TaskRun
+from otel_plugin.core import errors
+from otel_plugin.core.pipeline import ForcedIdGenerator
 
 from .conftest import make_dag_run, make_ti
 

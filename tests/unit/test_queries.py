@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from otel_plugin import queries as Q
+from otel_plugin.readback import queries as Q
 
 AWKWARD_RUN_ID = 'manual__2026-11-27T01:02:03.456+00:00 "quoted" back\\slash'
 

@@ -6,7 +6,9 @@ import datetime as dt
 
 from opentelemetry.trace import StatusCode
 
-from otel_plugin import api, contract, ids, listener, recorder
+from otel_plugin import api
+from otel_plugin.airflow import listener, recorder
+from otel_plugin.core import contract, ids
 
 from .conftest import T0, make_dag_run, make_ti
 
@@ -175,7 +177,7 @@ def test_traceparent_names_the_running_task_span(captured):
 
 
 def test_metric_guard_drops_run_ids_and_warns_once(captured, caplog):
-    from otel_plugin.metrics import guard
+    from otel_plugin.airflow.metrics import guard
 
     kept = guard({"dag_id": "d", "run_id": "r", "airflow.try_number": 2, "state": "ok"})
     guard({"run_id": "again"})

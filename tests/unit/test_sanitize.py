@@ -1,10 +1,10 @@
-"""Masking, truncation and UTF-8 safety of everything that leaves the process (otel_plugin.sanitize)."""
+"""Masking, truncation and UTF-8 safety of everything that leaves the process (otel_plugin.core.sanitize)."""
 
 from __future__ import annotations
 
 import pytest
 
-from otel_plugin import sanitize
+from otel_plugin.core import sanitize
 
 SECRETS = [
     ("postgresql://etl:hunter2@db:5432/x", "hunter2", "postgresql://etl:***@db"),

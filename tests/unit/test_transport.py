@@ -1,4 +1,4 @@
-"""The spooling OTLP/HTTP sender (otel_plugin.transport, otel_plugin.spool) against a local recording HTTP
+"""The spooling OTLP/HTTP sender (otel_plugin.core.transport, otel_plugin.core.spool) against a local recording HTTP
 server: delivery, headers, what is kept or dropped per answer, fail-fast after a timeout, replay order,
 the spool's cap and its claims across processes. Header values (credentials) never reach the log."""
 
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from otel_plugin import transport
-from otel_plugin.config import Endpoint
-from otel_plugin.spool import Spool
+from otel_plugin.core import transport
+from otel_plugin.core.config import Endpoint
+from otel_plugin.core.spool import Spool
 
 TOKEN = "tkn-0123456789abcdef"
 

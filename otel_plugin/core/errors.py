@@ -5,7 +5,7 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass
 
-from .sanitize import MAX_VALUE_CHARS, clean_text, safe_str
+from otel_plugin.core.sanitize import MAX_VALUE_CHARS, clean_text, safe_str
 
 MAX_STACKTRACE_CHARS = 8192
 

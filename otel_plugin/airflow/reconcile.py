@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from .model import read, state_name
+from otel_plugin.airflow.model import read, state_name
 
 log = logging.getLogger(__name__)
 

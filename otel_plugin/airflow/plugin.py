@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from . import config, listener
+from otel_plugin.airflow import listener
+from otel_plugin.core import config
 
 
 def _listeners() -> list[object]:

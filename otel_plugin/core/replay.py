@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from . import config, transport
-from .spool import Spool
+from otel_plugin.core import config, transport
+from otel_plugin.core.spool import Spool
 
 
 class NotDelivered(Exception):

@@ -27,9 +27,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
-from . import config
-from .spool import Spool
-from .transport import (
+from otel_plugin.core import config
+from otel_plugin.core.spool import Spool
+from otel_plugin.core.transport import (
     DEADLINE,
     OtlpLogExporter,
     OtlpMetricExporter,

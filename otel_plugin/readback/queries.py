@@ -6,7 +6,7 @@ Jaeger searches proven against the local stack.
 
 Usage::
 
-    from otel_plugin import queries
+    from otel_plugin.readback import queries
 
     q = queries.get("run_timeline")
     queries.render(q, "logsql", dag_id="etl", run_id="manual__2026-11-27T01:02:03.456+00:00")
@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlencode
 
-from otel_plugin import contract
-from otel_plugin.contract import SERVICE_NAME
+from otel_plugin.core import contract
+from otel_plugin.core.contract import SERVICE_NAME
 
 Signal = Literal["metrics", "logs", "traces"]
 Dialect = Literal["promql", "logsql", "logql", "jaeger", "traceql"]
@@ -55,7 +55,7 @@ FILTER_FIELDS: dict[str, bool] = {"dag_id": True, "task_id": True, "state": True
 # Filters that identify one run: never metric labels.
 RUN_SCOPED = frozenset({"run_id", "trace_id"})
 
-# Prometheus names of the plugin's metrics (otel_plugin.contract).
+# Prometheus names of the plugin's metrics (otel_plugin.core.contract).
 TASK_FINISHED = contract.TASK_FINISHED.prometheus
 TASK_RETRIES = contract.TASK_RETRIES.prometheus
 TASK_DURATION = contract.TASK_DURATION.prometheus

@@ -13,8 +13,8 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from . import ids
-from .sanitize import safe_str
+from otel_plugin.core import ids
+from otel_plugin.core.sanitize import safe_str
 
 _MISSING = object()
 

@@ -13,10 +13,10 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from . import contract
-from .errors import ErrorInfo
-from .model import DagRunInfo, TaskRun, TraceRef
-from .pipeline import forced_ids
+from otel_plugin.airflow.model import DagRunInfo, TaskRun, TraceRef
+from otel_plugin.core import contract
+from otel_plugin.core.errors import ErrorInfo
+from otel_plugin.core.pipeline import forced_ids
 
 
 def _ns(value: dt.datetime | None) -> int | None:

@@ -32,8 +32,8 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from .config import Endpoint
-from .spool import Spool
+from otel_plugin.core.config import Endpoint
+from otel_plugin.core.spool import Spool
 
 log = logging.getLogger(__name__)
 

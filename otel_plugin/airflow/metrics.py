@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from opentelemetry.context import Context
 from opentelemetry.metrics import Meter
 
-from . import contract
-from .api import Facts
-from .model import DagRunInfo, TaskRun
+from otel_plugin.airflow.model import DagRunInfo, TaskRun
+from otel_plugin.api import Facts
+from otel_plugin.core import contract
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,11 @@ import dataclasses
 import logging
 from functools import cache
 
-from . import api, errors, events, pipeline, reconcile, traces
-from .metrics import Metrics
-from .model import DagRunInfo, TaskRun
+from otel_plugin import api
+from otel_plugin.airflow import events, reconcile, traces
+from otel_plugin.airflow.metrics import Metrics
+from otel_plugin.airflow.model import DagRunInfo, TaskRun
+from otel_plugin.core import errors, pipeline
 
 log = logging.getLogger(__name__)
 

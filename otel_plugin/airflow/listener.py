@@ -24,7 +24,7 @@ def _guard(hook: str) -> Iterator[None]:
 
 
 def _recorder():
-    from . import recorder
+    from otel_plugin.airflow import recorder
 
     return recorder
 

@@ -13,11 +13,11 @@ import sys
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.context import Context
 
-from . import contract
-from .api import Facts
-from .errors import ErrorInfo
-from .model import DagRunInfo, TaskRun
-from .sanitize import bound_attributes, clean_text
+from otel_plugin.airflow.model import DagRunInfo, TaskRun
+from otel_plugin.api import Facts
+from otel_plugin.core import contract
+from otel_plugin.core.errors import ErrorInfo
+from otel_plugin.core.sanitize import bound_attributes, clean_text
 
 Attributes = dict[str, object]
 
@@ -153,7 +153,7 @@ class EventWriter:
 def _json_logger(path: str) -> logging.Logger:
     from pythonjsonlogger.json import JsonFormatter
 
-    logger = logging.getLogger(f"otel_plugin.events.{path}")
+    logger = logging.getLogger(f"otel_plugin.airflow.events.{path}")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stdout) if path == "-" else logging.FileHandler(path, encoding="utf-8")
         handler.setFormatter(JsonFormatter("%(message)s", timestamp=True))

@@ -6,7 +6,7 @@ Usage::
     airflow-otel lookup --dag etl --run RUN --logs loki --traces tempo --json
 
 Reads events from VictoriaLogs (default) or Loki and spans from Jaeger (default) or Tempo; endpoints from
-``--<store>-url`` flags or ``AIRFLOW_OTEL_<STORE>_URL`` (see ``otel_plugin.stores``). Exit code 2 with one
+``--<store>-url`` flags or ``AIRFLOW_OTEL_<STORE>_URL`` (see ``otel_plugin.readback.stores``). Exit code 2 with one
 line on stderr when a store cannot be read or the run has no events.
 """
 
@@ -19,8 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from otel_plugin import contract, queries
-from otel_plugin.stores import (
+from otel_plugin.core import contract
+from otel_plugin.readback import queries
+from otel_plugin.readback.stores import (
     Jaeger,
     Loki,
     Span,
