@@ -304,3 +304,20 @@ def send_span(
     with provider.get_tracer("otel_plugin").start_as_current_span(name, context=context, attributes=attributes):
         pass
     provider.shutdown()
+
+
+# --- the JVM job of docs/jobs.md (examples/jvm-job) -----------------------------------------------------
+
+JAVA_JOB = ROOT / "examples" / "jvm-job"
+MAVEN_BUILD_TIMEOUT = 1200.0  # cold: resolving the OTel SDK and Maven's plugins from Maven Central
+
+
+def build_java_job() -> Path:
+    """Build examples/jvm-job with Maven (Java 17) and return its runnable jar; fails (never skips) when Java
+    or Maven is missing or the build fails."""
+    proc = subprocess.run(["mvn", "-B", "-q", "package"], cwd=JAVA_JOB, capture_output=True, text=True,
+                          timeout=MAVEN_BUILD_TIMEOUT, check=False)
+    if proc.returncode:
+        raise AssertionError(f"mvn package in {JAVA_JOB} failed ({proc.returncode}):\n{proc.stdout[-3000:]}"
+                             f"{proc.stderr[-3000:]}")
+    return JAVA_JOB / "target" / "otel-java-job.jar"

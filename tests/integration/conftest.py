@@ -1,12 +1,22 @@
-"""Fixtures for integration tests: `stack` brings the native stack up once per session."""
+"""Fixtures for integration tests: `stack` brings the native stack up once per session; `java_job_jar` builds
+the JVM job of the recipe in docs/jobs.md."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from tests import stackutil
+from tests.stackutil import build_java_job
 
 
 @pytest.fixture(scope="session")
 def stack() -> None:
     stackutil.ensure_stack()
+
+
+@pytest.fixture(scope="session")
+def java_job_jar() -> Path:
+    """examples/jvm-job built with Maven (dependencies from Maven Central, cached in ~/.m2; about 2 min cold)."""
+    return build_java_job()

@@ -89,14 +89,19 @@ def test_every_component_is_in_the_manifest(path: Path) -> None:
     assert missing == {}, f"{path.name} uses components that collector/builder.yaml does not build"
 
 
-def drop_run_ids_pattern() -> re.Pattern[str]:
-    """The regex of the base config's guard that deletes run-scoped attributes from every data point."""
+def drop_run_ids_pattern(scope: str = "datapoint") -> re.Pattern[str]:
+    """The regex of the base config's guard that deletes run-scoped attributes from every data point (or,
+    with scope="resource", from the resource, where jobs on other OTel SDKs carry the run's ids)."""
     statements = load(BASE)["processors"]["transform/drop_run_ids"]["metric_statements"]
     text = " ".join(s for block in statements for s in block["statements"])
-    match = re.search(r'delete_matching_keys\(datapoint\.attributes, "(.+)"\)', text)
+    match = re.search(rf'delete_matching_keys\({scope}\.attributes, "(.+?)"\)', text)
     assert match, text
     # Go's RE2 and Python's re agree on this subset (groups, classes, ?, alternation, the (?i) flag).
     return re.compile(match[1])
+
+
+def test_guard_uses_one_regex_for_points_and_resources() -> None:
+    assert drop_run_ids_pattern("resource").pattern == drop_run_ids_pattern().pattern
 
 
 def test_guard_drops_every_run_scoped_attribute() -> None:
@@ -119,8 +124,9 @@ def metrics_processors(config: dict[str, Any]) -> list[str]:
 def test_guard_runs_before_metrics_leave_the_pipeline(path: Path) -> None:
     """Base: before aggregation. First tier: before routing by stream, so the stream id is the aggregate's."""
     processors = metrics_processors(load(path))
-    for step in ("resource/strip_process_identity", "transform/drop_run_ids"):
+    for step in ("transform/job_resource_labels", "resource/strip_process_identity", "transform/drop_run_ids"):
         assert step in processors, f"{path.name}: {step} missing from {processors}"
+    assert processors.index("transform/job_resource_labels") < processors.index("transform/drop_run_ids")
     assert processors.index("transform/drop_run_ids") < processors.index("batch")
     if "delta_to_cumulative" in processors:
         assert processors.index("transform/drop_run_ids") < processors.index("delta_to_cumulative")
@@ -132,6 +138,18 @@ def test_first_tier_does_not_aggregate() -> None:
     assert not {"delta_to_cumulative", "transform/restamp_deltas"} & set(processors)
     exporters = load(COLLECTOR / "loadbalancer.yaml")["exporters"]
     assert exporters["load_balancing/metrics"]["routing_key"] == "streamID"
+
+
+def test_jobs_bounded_resource_attributes_become_labels_and_leave_the_resource() -> None:
+    """A job on another OTel SDK (docs/jobs.md) has dag_id and task_id only in its resource."""
+    blocks = load(BASE)["processors"]["transform/job_resource_labels"]["metric_statements"]
+    statements = {block["context"]: block["statements"] for block in blocks}
+    for key in ("dag_id", "task_id"):
+        copy = f'set(datapoint.attributes["{key}"], resource.attributes["{key}"])'
+        assert any(s.startswith(copy) and f'datapoint.attributes["{key}"] == nil' in s
+                   for s in statements["datapoint"]), statements
+        assert f'delete_key(resource.attributes, "{key}")' in statements["resource"]
+    assert [block["context"] for block in blocks] == ["datapoint", "resource"]  # copy first, then delete
 
 
 def test_process_identity_is_stripped_from_metrics() -> None:
