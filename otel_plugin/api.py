@@ -8,10 +8,19 @@ Usage, inside a task::
     api.record_bytes(written=52_428_800)
     api.record_check("no_null_ids", passed=True)
     api.set_fact("source_file", "s3://bucket/2026-11-27.csv")
-    env = {**os.environ, **api.trace_env()}        # hand TRACEPARENT to spark-submit, a container, ...
+
+    rows = api.counter("rows_processed", description="Rows the load step processed")
+    rows.add(1200, {"source": "s3"})   # Prometheus: rows_processed_total{dag_id=...,task_id=...,source="s3"}
+    api.histogram("batch_seconds", unit="s").record(4.2)
+
+    env = {**os.environ, **api.job_env()}          # a child process (spark-submit, a container, a script)
+    subprocess.run(["python", "job.py"], env=env)  # ... records into the same run: otel_plugin.job
 
 Facts land on the task's completion event and span; rows, bytes and checks also feed low-cardinality
-metrics. Every call is safe outside Airflow or with the plugin disabled: it records nothing and never raises.
+metrics. Custom metrics (``counter``, ``histogram``, ``up_down_counter``) take any name, are always DELTA
+and get ``dag_id`` and ``task_id`` as labels; their rules are in ``otel_plugin.core.custom_metrics``. Called
+in a process started with ``job_env()`` they record through the job side (``otel_plugin.job``). Every call
+is safe outside Airflow or with the plugin disabled: it records nothing and never raises.
 """
 
 from __future__ import annotations
@@ -20,12 +29,15 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from otel_plugin.core import ids
+from otel_plugin.core import config, contract, ids
+from otel_plugin.core import custom_metrics as cm
+from otel_plugin.core.runcontext import RunContext, merge_resource_attributes, passed_environment
 from otel_plugin.core.sanitize import attribute_value, safe_str
 
 log = logging.getLogger(__name__)
 
-__all__ = ["record_bytes", "record_check", "record_rows", "set_fact", "trace_env", "traceparent"]
+__all__ = ["counter", "histogram", "job_env", "record_bytes", "record_check", "record_rows", "set_fact",
+           "trace_env", "traceparent", "up_down_counter"]
 
 
 @dataclass
@@ -50,19 +62,22 @@ class Facts:
 class _Current:
     facts: Facts = field(default_factory=Facts)
     traceparent: str | None = None
+    context: RunContext | None = None
 
 
 _current = _Current()
 _lock = threading.Lock()
 
 
-def begin_task(trace_id: int | None, span_id: int | None) -> None:
+def begin_task(trace_id: int | None, span_id: int | None, context: RunContext | None = None) -> None:
     """Called by the listener when a task starts in this process: fresh facts, its span as the parent."""
     global _current
+    parent = ids.format_traceparent(trace_id, span_id) if trace_id and span_id else None
+    if context is not None:
+        context = RunContext(context.dag_id, context.task_id, context.run_id, context.try_number,
+                             context.map_index, parent)
     with _lock:
-        _current = _Current(
-            traceparent=ids.format_traceparent(trace_id, span_id) if trace_id and span_id else None
-        )
+        _current = _Current(traceparent=parent, context=context)
 
 
 def take_facts() -> Facts:
@@ -123,3 +138,91 @@ def trace_env() -> dict[str, str]:
     """``{"TRACEPARENT": ...}`` for a child process's environment; empty outside a task."""
     value = traceparent()
     return {"TRACEPARENT": value} if value else {}
+
+
+def job_env() -> dict[str, str]:
+    """Environment variables that make a child process record into this task try; empty outside a task.
+
+    ``TRACEPARENT`` (the try's span: the child's spans become its children), the run's ids
+    (``AIRFLOW_OTEL_DAG_ID``, ``_TASK_ID``, ``_RUN_ID``, ``_TRY_NUMBER``, ``_MAP_INDEX``),
+    ``OTEL_RESOURCE_ATTRIBUTES`` with ``dag_id`` and ``task_id`` (for other OTel SDKs), delta temporality,
+    and this process's exporter settings (``OTEL_EXPORTER_OTLP_*``, ``OTEL_SERVICE_NAME``,
+    ``AIRFLOW__OTEL_PLUGIN__*``). Use it for ``subprocess`` (``env={**os.environ, **api.job_env()}``),
+    SparkSubmitOperator ``env_vars`` or a pod's ``env``. It can hold credentials (OTLP headers): do not log it.
+    """
+    try:
+        with _lock:
+            context = _current.context
+        if context is None:
+            return {}
+        return _job_env(context)
+    except Exception:
+        log.warning("otel_plugin.api: job_env failed; the child records nothing", exc_info=True)
+        return {}
+
+
+def _job_env(context: RunContext) -> dict[str, str]:
+    import os
+
+    env = passed_environment()
+    if not any(k in env for k in ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_ENDPOINT")):
+        env.update(contract.JOB_OTLP_DEFAULTS)  # other SDKs default to gRPC on 4317; our default is HTTP
+    env.update(contract.JOB_ENV_FIXED)
+    cfg = config.get()
+    if cfg is not None:
+        env.update(config_env(cfg))
+    own = context.to_env()
+    own["OTEL_RESOURCE_ATTRIBUTES"] = merge_resource_attributes(
+        os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""), own["OTEL_RESOURCE_ATTRIBUTES"])
+    env.update(own)
+    return env
+
+
+def config_env(cfg: config.PluginConfig) -> dict[str, str]:
+    """The plugin settings as ``AIRFLOW__OTEL_PLUGIN__*`` variables, so a child without airflow.cfg agrees."""
+    prefix = f"AIRFLOW__{config.SECTION.upper()}__"
+    values: dict[str, object] = {
+        "ENABLED": cfg.enabled, "METRICS": cfg.metrics, "EVENTS": cfg.events, "TRACES": cfg.traces,
+        "FLUSH_BUDGET": cfg.flush_budget, "EXPORT_TIMEOUT": cfg.export_timeout, "SPOOL_DIR": cfg.spool_dir,
+        "SPOOL_MAX_MB": cfg.spool_max_bytes / 2**20,
+    }  # fmt: skip
+    env = {prefix + key: (str(v).lower() if isinstance(v, bool) else str(v)) for key, v in values.items()}
+    env["OTEL_SERVICE_NAME"] = cfg.service_name
+    return env
+
+
+def _target() -> cm.Target | None:
+    with _lock:
+        context = _current.context
+    if context is not None:
+        from otel_plugin.core import pipeline
+
+        pipe = pipeline.get()
+        return cm.Target(pipe.meter, context, _note_refused) if pipe and pipe.meter else None
+    # Not in a task: a process started with job_env() (or by Airflow) records through the job side.
+    from otel_plugin.job import runtime
+
+    return runtime.target()
+
+
+def _note_refused(key: str, value: object) -> None:
+    set_fact(key, value)
+
+
+_metrics = cm.Registry(_target)
+
+
+def counter(name: str, unit: str = "", description: str = "") -> cm.Instrument:
+    """A delta counter; ``.add(value, labels)``. Prometheus: ``prometheus_name`` (``<name>_total``)."""
+    return _metrics.get(name, "counter", unit, description)
+
+
+def histogram(name: str, unit: str = "", description: str = "",
+              buckets: tuple[float, ...] | None = None) -> cm.Instrument:
+    """A delta histogram; ``.record(value, labels)``. Prometheus: ``<name>[_<unit>]_bucket/_sum/_count``."""
+    return _metrics.get(name, "histogram", unit, description, buckets)
+
+
+def up_down_counter(name: str, unit: str = "", description: str = "") -> cm.Instrument:
+    """A delta up-down counter (adds up across processes); ``.add(value, labels)``. Prometheus: a gauge."""
+    return _metrics.get(name, "up_down_counter", unit, description)

@@ -8,7 +8,6 @@ so a guard removes run_id-like attributes from every measurement and says so onc
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 
 from opentelemetry.context import Context
@@ -20,10 +19,7 @@ from otel_plugin.core import contract
 
 log = logging.getLogger(__name__)
 
-UNBOUNDED = re.compile(
-    r"(^|[._])(run_id|try_number|map_index|trace_id|span_id|ti_id|logical_date|execution_date"
-    r"|instance\.id|hostname|pid|log_url)$"
-)
+UNBOUNDED = contract.RUN_SCOPED_LABEL
 _warned: set[str] = set()
 
 

@@ -14,6 +14,7 @@ from otel_plugin.airflow import events, reconcile, traces
 from otel_plugin.airflow.metrics import Metrics
 from otel_plugin.airflow.model import DagRunInfo, TaskRun
 from otel_plugin.core import errors, pipeline
+from otel_plugin.core.runcontext import RunContext
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ def _emitters() -> _Emitters | None:
 
 def task_running(ti: object, previous_state: object) -> None:
     run = TaskRun.from_airflow(ti, state="running", previous_state=previous_state)
-    api.begin_task(run.trace.trace_id, run.span_id)
+    api.begin_task(run.trace.trace_id, run.span_id,
+                   RunContext(run.dag_id, run.task_id, run.run_id, run.try_number, run.map_index))
     out = _emitters()
     if out and out.events:
         out.events.write(events.task_attributes(run), run.start, traces.task_context(run))

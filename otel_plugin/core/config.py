@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -37,6 +38,7 @@ from urllib.parse import unquote
 log = logging.getLogger(__name__)
 
 SECTION = "otel_plugin"
+_READ_AIRFLOW_CFG: ContextVar[bool] = ContextVar("otel_plugin_read_airflow_cfg", default=True)
 SIGNAL_PATHS = {"metrics": "v1/metrics", "logs": "v1/logs", "traces": "v1/traces"}
 
 
@@ -68,6 +70,8 @@ class PluginConfig:
 
 
 def _airflow_conf():
+    if not _READ_AIRFLOW_CFG.get():
+        return None
     for module in ("airflow.sdk.configuration", "airflow.configuration"):
         try:
             return __import__(module, fromlist=["conf"]).conf
@@ -157,8 +161,19 @@ def _default_spool_dir() -> Path:
     return Path(home) / "otel_spool"
 
 
-def load() -> PluginConfig:
-    """Read the configuration; raises ConfigError with a clear message on a bad value."""
+def load(airflow_cfg: bool = True) -> PluginConfig:
+    """Read the configuration; raises ConfigError with a clear message on a bad value.
+
+    ``airflow_cfg=False`` (the job side): environment only, airflow.cfg is not read and Airflow not imported.
+    """
+    token = _READ_AIRFLOW_CFG.set(airflow_cfg)
+    try:
+        return _load()
+    finally:
+        _READ_AIRFLOW_CFG.reset(token)
+
+
+def _load() -> PluginConfig:
     enabled = _bool("enabled", True)
     spool = _raw("spool_dir")
     max_mb = _float("spool_max_mb", 256, 1, 1_000_000)

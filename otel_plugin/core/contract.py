@@ -6,6 +6,7 @@ and the tests read the same names. A test fails when an emitted name is not decl
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 SERVICE_NAME = "airflow"
@@ -66,11 +67,66 @@ TASK_FIELDS = ("task_id", "try_number", "max_tries", "map_index", "hostname", "o
                "cicd.pipeline.task.run.id", "cicd.pipeline.task.run.result", "cicd.pipeline.task.run.url.full")
 DAG_RUN_FIELDS = ("reason",)
 # Open-ended families: one field per check or fact the task recorded.
-FIELD_PREFIXES = ("check.", "fact.")
+FIELD_PREFIXES = ("check.", "fact.", "metric.")
 
-# Spans: one root per DAG run, one child per task try.
+# Spans: one root per DAG run, one child per task try, and (job side) one per job process under its task.
 SPAN_DAG_RUN = "dag_run {dag_id}"
 SPAN_TASK = "task {task_id}"
+SPAN_JOB = "job {job}"
+
+# --- Custom metrics (otel_plugin.api.counter/histogram/up_down_counter, otel_plugin.job) -------------------
+# Any name the user picks, always DELTA, labels = the user's own plus these (set from the run context).
+CUSTOM_METRIC_LABELS = TASK
+# Label keys that identify one run, try or process: never a metric label (one series per run is the
+# unbounded cardinality the project removes). Refused with a warning; the value goes to the event instead.
+# The Collector deletes the same keys again (collector/config.yaml, transform/drop_run_ids).
+RUN_SCOPED_LABEL = re.compile(
+    r"(^|[._])(run_id|dag_run_id|try_number|map_index|trace_id|span_id|ti_id|task_instance_id|logical_date"
+    r"|execution_date|instance\.id|hostname|pid|log_url)$"
+)
+# Label keys the user may not set: ours (from the context), Prometheus's target labels (the exporter's
+# job/instance would collide) and the ones Prometheus reserves for histogram buckets and quantiles.
+RESERVED_LABELS = frozenset({*TASK, "job", "instance", "le", "quantile"})
+# Distinct label sets one metric may reach in one process before further sets fold into one overflow set.
+CUSTOM_MAX_LABEL_SETS = 100
+OVERFLOW_LABEL = "otel_metric_overflow"  # the folded set carries otel_metric_overflow="true" (OTel's rule)
+
+# --- Job side: what a task hands a child process (otel_plugin.api.job_env, otel_plugin.job) ------------------
+# The run's ids, one environment variable each. A child started by Airflow without job_env() still has
+# Airflow's own AIRFLOW_CTX_* variables; the job side falls back to those (map_index has none).
+ENV_TRACEPARENT = "TRACEPARENT"  # W3C traceparent of the task try's span: the job's spans are its children
+JOB_ENV = {
+    "dag_id": "AIRFLOW_OTEL_DAG_ID",
+    "task_id": "AIRFLOW_OTEL_TASK_ID",
+    "run_id": "AIRFLOW_OTEL_RUN_ID",
+    "try_number": "AIRFLOW_OTEL_TRY_NUMBER",
+    "map_index": "AIRFLOW_OTEL_MAP_INDEX",
+}
+AIRFLOW_CTX_ENV = {
+    "dag_id": "AIRFLOW_CTX_DAG_ID",
+    "task_id": "AIRFLOW_CTX_TASK_ID",
+    "run_id": "AIRFLOW_CTX_DAG_RUN_ID",
+    "try_number": "AIRFLOW_CTX_TRY_NUMBER",
+}
+ENV_JOB_NAME = "AIRFLOW_OTEL_JOB"  # optional: the job's name (default: the program's name)
+# For any other OTel SDK (JVM, Go, ...): the bounded ids as resource attributes in OTEL_RESOURCE_ATTRIBUTES;
+# the Collector turns them into metric labels. Run-scoped ids are never resource attributes: the
+# Collector's delta aggregation keys streams by resource, so they would split one series per run.
+RESOURCE_CONTEXT_KEYS = TASK
+# The task's configuration a child inherits: every OTEL_EXPORTER_OTLP_* variable of the task's
+# environment (endpoint, headers, protocol, ...), plus these, resolved from airflow.cfg and the environment.
+ENV_PASSED_PREFIXES = ("OTEL_EXPORTER_OTLP_",)
+ENV_PASSED = ("OTEL_SERVICE_NAME", "OTEL_SDK_DISABLED")
+# Always set for the child: other SDKs default to cumulative, which would not add up across processes.
+JOB_ENV_FIXED = {"OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE": "delta"}
+# Set when the task's environment names neither: other SDKs (Java) default to gRPC on 4317.
+JOB_OTLP_DEFAULTS = {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318"}
+
+# The job's event (one OTLP log record per job process, at its exit): the run's ids (COMMON_FIELDS and the
+# task's try_number, map_index) plus these. ``metric.<name>`` fields hold the process's counter totals.
+EVENT_JOB = "job"
+JOB_FIELDS = ("task_id", "try_number", "map_index", "job", "pid", "hostname", "error.type", "error.message")
+JOB_STATES = ("finished", "failed")  # failed: the process ended with an uncaught exception
 
 # OpenTelemetry CI/CD semantic conventions: cicd.pipeline.result and cicd.pipeline.task.run.result values.
 CICD_RESULT = {
@@ -89,4 +145,51 @@ def metrics_markdown() -> str:
     for m in METRICS:
         prom = f"{m.prometheus}_bucket/_sum/_count" if m.kind == "histogram" else m.prometheus
         rows.append(f"| `{m.name}` | {m.kind} | `{m.unit}` | {', '.join(m.attributes)} | `{prom}` | {m.description} |")
+    return "\n".join(rows)
+
+
+# What each JOB_FIELDS entry means (docs/telemetry.md's job tables are generated from these).
+JOB_FIELD_MEANINGS = {
+    "task_id": "the task that started the job",
+    "try_number": "the task's try",
+    "map_index": "the task's map index (-1 unmapped)",
+    "job": "the job's name: push_to_collector(job=...), emit --job, AIRFLOW_OTEL_JOB, else the program's name",
+    "pid": "the job's process id",
+    "hostname": "where the job ran",
+    "error.type": "exception class of the uncaught exception (state failed), or ExitCode (emit span)",
+    "error.message": "its message, secrets masked, at most 4096 characters",
+}
+
+
+def job_markdown() -> str:
+    """The job-side tables of docs/telemetry.md (a test keeps the document equal to this)."""
+    rows = ["| variable | value |", "|---|---|",
+            f"| `{ENV_TRACEPARENT}` | W3C traceparent of the task try's span: the job's spans are its children |"]
+    rows += [f"| `{name}` | the run's `{key}` |" for key, name in JOB_ENV.items()]
+    rows += [
+        f"| `OTEL_RESOURCE_ATTRIBUTES` | the task's own, plus `{'`, `'.join(RESOURCE_CONTEXT_KEYS)}` (for other "
+        "OTel SDKs; run-scoped ids are never resource attributes) |",
+        *(f"| `{k}` | `{v}` |" for k, v in JOB_ENV_FIXED.items()),
+        f"| `{'*`, `'.join(ENV_PASSED_PREFIXES)}*`, `{'`, `'.join(ENV_PASSED)}` | copied from the task's "
+        "environment (OTLP endpoint, headers, protocol, ...: may hold credentials) |",
+        f"| {', '.join(f'`{k}`' for k in JOB_OTLP_DEFAULTS)} | "
+        f"{', '.join(f'`{v}`' for v in JOB_OTLP_DEFAULTS.values())} when the task's environment names neither |",
+        "| `AIRFLOW__OTEL_PLUGIN__*` | the task's resolved plugin settings (enabled, signals, flush budget, "
+        "export timeout, spool) |",
+        f"| `{ENV_JOB_NAME}` | not set by `job_env()`: set it to name the job |",
+        "",
+        f"Fallbacks when a process was started by Airflow without `job_env()`: "
+        f"{', '.join(f'`{v}`' for v in AIRFLOW_CTX_ENV.values())} (Airflow's own; no map index, no parent span).",
+        "",
+        "| job event field | meaning |", "|---|---|",
+        f"| `event` | `{EVENT_JOB}` |",
+        "| `dag_id`, `run_id`, `cicd.pipeline.name`, `cicd.pipeline.run.id` | the run (from the context) |",
+        f"| `state` | {' or '.join(f'`{s}`' for s in JOB_STATES)} (an uncaught exception, or a failed `emit span` "
+        "command) |",
+        "| `start_time`, `end_time`, `duration_s` | the process's start and the event's time |",
+        "| `trace_id`, `span_id` | the job's span |",
+    ]
+    rows += [f"| `{name}` | {JOB_FIELD_MEANINGS[name]} |" for name in JOB_FIELDS]
+    rows += ["| `metric.<name>` | this process's total of each counter it recorded or pushed |",
+             "| `fact.<key>` | facts (`job.set_fact`, `emit fact`) and refused run-scoped labels or grouping keys |"]
     return "\n".join(rows)

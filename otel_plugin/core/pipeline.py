@@ -75,12 +75,16 @@ class Pipeline:
         span_exporter: SpanExporter | None = None,
         log_exporter: LogRecordExporter | None = None,
         metric_reader: MetricReader | None = None,
+        resource: Resource | None = None,
     ) -> None:
         """Exporters default to OTLP through the spool; tests pass in-memory ones."""
         self.cfg = cfg
         # A per-process instance id keeps processes apart for debugging; the Collector strips it before
         # aggregating so it never multiplies series or log streams.
-        resource = Resource.create({"service.name": cfg.service_name, "service.instance.id": str(uuid.uuid4())})
+        resource = resource or Resource.create(
+            {"service.name": cfg.service_name, "service.instance.id": str(uuid.uuid4())}
+        )
+        self.resource = resource
         self.spool = Spool(cfg.spool_dir, cfg.spool_max_bytes)
         # A background export still waiting for an answer when the task ends holds the SDK's export lock,
         # and the exit flush waits for it: no request may outlast the flush budget, or the records behind

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -41,8 +42,13 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 
 def _airflow_redactors() -> list[Callable[[str], Any]]:
-    """Airflow's own secrets maskers (task SDK and core), so secrets Airflow knows are masked too."""
+    """Airflow's own secrets maskers (task SDK and core), so secrets Airflow knows are masked too.
+
+    Only in a process that already imported Airflow: a job process (otel_plugin.job) must not import it.
+    """
     found = []
+    if "airflow" not in sys.modules:
+        return found
     for module in ("airflow.sdk._shared.secrets_masker", "airflow._shared.secrets_masker",
                    "airflow.utils.log.secrets_masker"):
         try:

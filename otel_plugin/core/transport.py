@@ -22,7 +22,7 @@ from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metr
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
-from opentelemetry.sdk.metrics import Counter, Histogram, ObservableCounter
+from opentelemetry.sdk.metrics import Counter, Histogram, ObservableCounter, UpDownCounter
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     MetricExporter,
@@ -42,6 +42,7 @@ DELTA = {
     Counter: AggregationTemporality.DELTA,
     Histogram: AggregationTemporality.DELTA,
     ObservableCounter: AggregationTemporality.DELTA,
+    UpDownCounter: AggregationTemporality.DELTA,  # custom metrics: net changes that add up across processes
 }
 _MIN_ATTEMPT_S = 0.05
 # Statuses where sending the same bytes again cannot succeed: drop loudly rather than spool forever.

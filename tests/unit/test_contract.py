@@ -44,3 +44,12 @@ def test_every_emitted_name_is_declared_and_every_declared_name_is_emitted(captu
     exported = {name for name in metric_names if captured.points(name)}
     assert exported == metric_names
     assert {s.name for s in captured.spans()} == {"task load", "task late", "dag_run etl"}
+
+
+def test_doc_job_tables_are_generated_from_the_contract():
+    text = DOC.read_text()
+    tables = text.split("<!-- job:begin -->\n", 1)[1].split("\n<!-- job:end -->", 1)[0]
+    assert tables == contract.job_markdown(), (
+        "docs/telemetry.md is stale: paste the output of "
+        "`python -c 'from otel_plugin.core import contract; print(contract.job_markdown())'`"
+    )
