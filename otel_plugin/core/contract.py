@@ -109,10 +109,11 @@ AIRFLOW_CTX_ENV = {
     "try_number": "AIRFLOW_CTX_TRY_NUMBER",
 }
 ENV_JOB_NAME = "AIRFLOW_OTEL_JOB"  # optional: the job's name (default: the program's name)
-# For any other OTel SDK (JVM, Go, ...): the bounded ids as resource attributes in OTEL_RESOURCE_ATTRIBUTES;
-# the Collector turns them into metric labels. Run-scoped ids are never resource attributes: the
-# Collector's delta aggregation keys streams by resource, so they would split one series per run.
-RESOURCE_CONTEXT_KEYS = TASK
+# For any other OTel SDK (JVM, Go, ...; docs/jobs.md): the run's ids as resource attributes in
+# OTEL_RESOURCE_ATTRIBUTES. The Collector turns dag_id and task_id into metric labels and deletes the
+# run-scoped ones from metrics (collector/config.yaml: transform/job_resource_labels, transform/drop_run_ids);
+# spans keep them all. The Python job side leaves them out of its own resource (it labels points itself).
+RESOURCE_CONTEXT_KEYS = ("dag_id", "task_id", "run_id", "try_number", "map_index")
 # The task's configuration a child inherits: every OTEL_EXPORTER_OTLP_* variable of the task's
 # environment (endpoint, headers, protocol, ...), plus these, resolved from airflow.cfg and the environment.
 ENV_PASSED_PREFIXES = ("OTEL_EXPORTER_OTLP_",)
@@ -167,8 +168,9 @@ def job_markdown() -> str:
             f"| `{ENV_TRACEPARENT}` | W3C traceparent of the task try's span: the job's spans are its children |"]
     rows += [f"| `{name}` | the run's `{key}` |" for key, name in JOB_ENV.items()]
     rows += [
-        f"| `OTEL_RESOURCE_ATTRIBUTES` | the task's own, plus `{'`, `'.join(RESOURCE_CONTEXT_KEYS)}` (for other "
-        "OTel SDKs; run-scoped ids are never resource attributes) |",
+        f"| `OTEL_RESOURCE_ATTRIBUTES` | the task's own, plus `{'`, `'.join(RESOURCE_CONTEXT_KEYS)}`, "
+        "percent-encoded (for other OTel SDKs: the Collector makes dag_id and task_id labels and drops the rest "
+        "from metrics) |",
         *(f"| `{k}` | `{v}` |" for k, v in JOB_ENV_FIXED.items()),
         f"| `{'*`, `'.join(ENV_PASSED_PREFIXES)}*`, `{'`, `'.join(ENV_PASSED)}` | copied from the task's "
         "environment (OTLP endpoint, headers, protocol, ...: may hold credentials) |",

@@ -54,7 +54,9 @@ class RunContext:
             if value is not None:
                 env[name] = str(value)
         env["OTEL_RESOURCE_ATTRIBUTES"] = ",".join(
-            f"{key}={quote(str(getattr(self, key)), safe='')}" for key in contract.RESOURCE_CONTEXT_KEYS
+            f"{key}={quote(str(getattr(self, key)), safe='')}"
+            for key in contract.RESOURCE_CONTEXT_KEYS
+            if getattr(self, key) is not None
         )
         return env
 

@@ -55,12 +55,12 @@ def _process_start_ns() -> int:
 def _resource(cfg: config.PluginConfig) -> Resource:
     """This process's resource, without the run context's resource attributes.
 
-    ``job_env()`` puts dag_id/task_id into OTEL_RESOURCE_ATTRIBUTES for other SDKs; here they are data point
-    attributes, and the resource must equal the task processes' one: the Collector's delta aggregation keys
-    streams by resource, so a different resource would split a series between the task and its jobs.
+    ``job_env()`` puts the run's ids into OTEL_RESOURCE_ATTRIBUTES for other SDKs; here dag_id and task_id
+    are data point attributes, and the resource equals the task processes' one, so the job's points fall
+    into the same Collector streams as the task's without relying on the Collector's resource rewriting.
     """
     created = Resource.create({"service.name": cfg.service_name, "service.instance.id": str(uuid.uuid4())})
-    drop = set(contract.RESOURCE_CONTEXT_KEYS) | set(contract.JOB_ENV)
+    drop = set(contract.RESOURCE_CONTEXT_KEYS)
     return Resource({k: v for k, v in created.attributes.items() if k not in drop}, created.schema_url)
 
 

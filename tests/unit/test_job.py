@@ -257,7 +257,9 @@ def test_job_env_hands_the_task_try_to_a_child(captured, monkeypatch):
     assert env["AIRFLOW_OTEL_DAG_ID"] == "etl" and env["AIRFLOW_OTEL_TASK_ID"] == "load"
     assert env["AIRFLOW_OTEL_RUN_ID"] == "manual__2026-11-27T01:00:00+00:00"
     assert (env["AIRFLOW_OTEL_TRY_NUMBER"], env["AIRFLOW_OTEL_MAP_INDEX"]) == ("1", "4")
-    assert env["OTEL_RESOURCE_ATTRIBUTES"] == "deployment.environment=prod,dag_id=etl,task_id=load"
+    assert env["OTEL_RESOURCE_ATTRIBUTES"] == (
+        "deployment.environment=prod,dag_id=etl,task_id=load,"
+        "run_id=manual__2026-11-27T01%3A00%3A00%2B00%3A00,try_number=1,map_index=4")
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector:4318"
     assert env["OTEL_EXPORTER_OTLP_HEADERS"] == "authorization=Bearer%20s3cret"
     assert env["OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"] == "delta"
