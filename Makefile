@@ -44,8 +44,9 @@ test-unit: venv ## fast tests only: no stack, no Airflow processes
 demo: venv stack-up ## set up everything, run the demo DAGs in real Airflow, print a report read back from the stores
 	$(PY) demo/run_demo.py
 
-lint: venv ## ruff over the whole repository
+lint: venv ## ruff over the whole repository, mypy over the package
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # --- Grafana: dashboards, provisioning and alert rules generated from the query catalogue ---------------
 .PHONY: grafana grafana-check

@@ -142,7 +142,7 @@ class EventWriter:
                 severity_number=severity,
                 severity_text=severity.name,
                 body=body,
-                attributes=attrs,  # type: ignore[arg-type]
+                attributes=attrs,
                 event_name=f"airflow.{attrs['event']}",
             )
         if self.json_logger is not None:

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping
 
 from opentelemetry.context import Context
-from opentelemetry.metrics import Meter
+from opentelemetry.metrics import Counter, Histogram, Meter
 
 from otel_plugin.airflow.model import DagRunInfo, TaskRun
 from otel_plugin.api import Facts
@@ -40,8 +40,9 @@ class Metrics:
     """The plugin's instruments on a private meter."""
 
     def __init__(self, meter: Meter) -> None:
-        self.instruments = {}
+        self.instruments: dict[str, Counter | Histogram] = {}
         for metric in contract.METRICS:
+            instrument: Counter | Histogram
             if metric.kind == "counter":
                 instrument = meter.create_counter(metric.name, unit=metric.unit, description=metric.description)
             else:
@@ -54,7 +55,7 @@ class Metrics:
     def _add(self, metric: contract.Metric, value: float, attributes: Mapping[str, object],
              context: Context | None = None) -> None:
         instrument = self.instruments[metric.name]
-        if metric.kind == "counter":
+        if isinstance(instrument, Counter):
             instrument.add(value, guard(attributes), context=context)
         else:
             instrument.record(value, guard(attributes), context=context)

@@ -71,7 +71,11 @@ def task_finished(ti: object, previous_state: object, state: object = None, erro
     if out is None:
         return
     in_task = _in_task_process(ti)
-    run = TaskRun.from_airflow(ti, previous_state=previous_state, **({"state": state} if state else {}))
+    run = (
+        TaskRun.from_airflow(ti, state=state, previous_state=previous_state)
+        if state
+        else TaskRun.from_airflow(ti, previous_state=previous_state)
+    )
     _record_task(out, run, errors.describe(error), api.take_facts() if in_task else None)
     out.pipe.flush(wait=in_task)
 

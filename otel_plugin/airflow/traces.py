@@ -8,10 +8,12 @@ state.
 from __future__ import annotations
 
 import datetime as dt
+from typing import cast
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.util.types import Attributes
 
 from otel_plugin.airflow.model import DagRunInfo, TaskRun, TraceRef
 from otel_plugin.core import contract
@@ -37,9 +39,10 @@ def task_context(run: TaskRun) -> Context:
     return span_context(run.trace.trace_id, run.span_id)
 
 
-def _span_attributes(attrs: dict[str, object]) -> dict[str, object]:
+def _span_attributes(attrs: dict[str, object]) -> Attributes:
     # Spans carry the same fields as the events, minus their own ids (the span already is them).
-    return {k: v for k, v in attrs.items() if k not in ("trace_id", "span_id", "event")}
+    # The builders already reduced every value to an OTel attribute type (sanitize.attribute_value).
+    return cast(Attributes, {k: v for k, v in attrs.items() if k not in ("trace_id", "span_id", "event")})
 
 
 def emit_task_span(tracer: trace.Tracer, run: TaskRun, attrs: dict[str, object], error: ErrorInfo | None) -> None:

@@ -38,7 +38,7 @@ from otel_plugin.core.spool import Spool
 log = logging.getLogger(__name__)
 
 # Deltas are what make concurrent task processes add up in the Collector instead of overwriting.
-DELTA = {
+DELTA: dict[type, AggregationTemporality] = {
     Counter: AggregationTemporality.DELTA,
     Histogram: AggregationTemporality.DELTA,
     ObservableCounter: AggregationTemporality.DELTA,
