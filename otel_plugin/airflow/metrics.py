@@ -19,7 +19,6 @@ from otel_plugin.core import contract
 
 log = logging.getLogger(__name__)
 
-UNBOUNDED = contract.RUN_SCOPED_LABEL
 _warned: set[str] = set()
 
 
@@ -27,7 +26,7 @@ def guard(attributes: Mapping[str, object]) -> dict[str, str]:
     """Keep only bounded attributes; warn once per dropped key."""
     kept = {}
     for key, value in attributes.items():
-        if UNBOUNDED.search(key):
+        if contract.is_run_scoped(key):
             if key not in _warned:
                 _warned.add(key)
                 log.warning("otel_plugin: attribute %r dropped from metrics (unbounded cardinality)", key)

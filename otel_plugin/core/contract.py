@@ -11,6 +11,25 @@ from dataclasses import dataclass
 
 SERVICE_NAME = "airflow"
 
+# Run-scoped keys: one value per run, try or process. They are event fields and span attributes, never metric
+# labels (one series per run is the unbounded growth this project removes). Matched as a whole key or as the
+# last part of a dotted/underscored one (``airflow.try_number``, ``cicd.pipeline.run.id``), any case. The
+# metric guard, the custom-metric API, the query catalogue and the Collector's drop_run_ids transform (checked
+# by tests/unit/test_collector_configs.py) all read this list.
+RUN_SCOPED_KEYS = (
+    "run_id", "dag_run_id", "try_number", "map_index", "ti_id", "task_instance_id", "trace_id", "span_id",
+    "logical_date", "execution_date", "cicd.pipeline.run.id", "cicd.pipeline.task.run.id",
+    "service.instance.id", "hostname", "pid", "log_url",
+)
+_RUN_SCOPED = re.compile(
+    r"(?i)(^|[._])(" + "|".join(re.escape(k).replace(r"\.", "[._]") for k in RUN_SCOPED_KEYS) + r")$"
+)
+
+
+def is_run_scoped(key: str) -> bool:
+    """True for a key that must never be a metric label (see RUN_SCOPED_KEYS)."""
+    return bool(_RUN_SCOPED.search(key))
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -77,13 +96,6 @@ SPAN_JOB = "job {job}"
 # --- Custom metrics (otel_plugin.api.counter/histogram/up_down_counter, otel_plugin.job) -------------------
 # Any name the user picks, always DELTA, labels = the user's own plus these (set from the run context).
 CUSTOM_METRIC_LABELS = TASK
-# Label keys that identify one run, try or process: never a metric label (one series per run is the
-# unbounded cardinality the project removes). Refused with a warning; the value goes to the event instead.
-# The Collector deletes the same keys again (collector/config.yaml, transform/drop_run_ids).
-RUN_SCOPED_LABEL = re.compile(
-    r"(^|[._])(run_id|dag_run_id|try_number|map_index|trace_id|span_id|ti_id|task_instance_id|logical_date"
-    r"|execution_date|instance\.id|hostname|pid|log_url)$"
-)
 # Label keys the user may not set: ours (from the context), Prometheus's target labels (the exporter's
 # job/instance would collide) and the ones Prometheus reserves for histogram buckets and quantiles.
 RESERVED_LABELS = frozenset({*TASK, "job", "instance", "le", "quantile"})

@@ -163,7 +163,7 @@ class Instrument:
         attributes: dict[str, str] = {}
         for raw_key, raw_value in labels.items():
             key = str(raw_key)
-            if contract.RUN_SCOPED_LABEL.search(key):
+            if contract.is_run_scoped(key):
                 warn_once(self.name, key, "metric %r: label %r identifies one run, try or process and would "
                           "make a series per run; recorded on the event instead", self.name, key)
                 target.note(key, raw_value)

@@ -128,7 +128,7 @@ def _labels(raw: Mapping[str, object], rt: runtime.JobRuntime, where: str) -> di
     kept: dict[str, str] = {}
     for key, value in raw.items():
         key = str(key)
-        if contract.RUN_SCOPED_LABEL.search(key) or key in ("job", "instance"):
+        if contract.is_run_scoped(key) or key in ("job", "instance"):
             cm.warn_once(f"push:{where}", key, "push_to_collector: %s key %r is not a metric label here (run-scoped, "
                          "or Prometheus's own); recorded on the job's event instead", where, key)
             rt.set_fact(key, value)

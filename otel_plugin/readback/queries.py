@@ -53,7 +53,7 @@ DIALECTS: dict[Signal, tuple[Dialect, ...]] = {
 # Filter fields users can set, and whether the dashboards' variable for it is multi-value.
 FILTER_FIELDS: dict[str, bool] = {"dag_id": True, "task_id": True, "state": True, "run_id": False, "trace_id": False}
 # Filters that identify one run: never metric labels.
-RUN_SCOPED = frozenset({"run_id", "trace_id"})
+RUN_SCOPED = frozenset(f for f in FILTER_FIELDS if contract.is_run_scoped(f))
 
 # Prometheus names of the plugin's metrics (otel_plugin.core.contract).
 TASK_FINISHED = contract.TASK_FINISHED.prometheus

@@ -29,7 +29,7 @@ from otel_plugin.readback import queries as Q
 from tests import stackutil
 from tests.integration import test_query_dialects
 
-error_nodes = test_query_dialects.error_nodes  # helper-3's grammar harness (tests/grammar), reused as is
+error_nodes = test_query_dialects.error_nodes  # the grammar harness of tests/grammar, reused as is
 
 WINDOW = "30m"  # $__range: the data below is minutes old
 MACROS = {"$__range": WINDOW, "$__rate_interval": "1m", "$__interval": "15s"}

@@ -43,21 +43,8 @@ TYPE_OF_MODULE = {
     "bearertokenauthextension": "bearertokenauth",
 }
 
-# Run-scoped attributes (docs/CONTRACT-DRAFT.md): one value per run or try, so unbounded as labels.
-RUN_SCOPED = (
-    "run_id",
-    "dag_run_id",
-    "try_number",
-    "map_index",
-    "ti_id",
-    "task_instance_id",
-    "trace_id",
-    "span_id",
-    "cicd.pipeline.run.id",
-    "cicd.pipeline.task.run.id",
-    "airflow.run_id",
-    "RUN_ID",
-)
+# The contract's run-scoped keys, plus spellings other SDKs and users produce.
+RUN_SCOPED = (*contract.RUN_SCOPED_KEYS, "airflow.run_id", "RUN_ID", "airflow.try_number")
 
 
 def load(path: Path) -> dict[str, Any]:
