@@ -46,7 +46,7 @@ def _airflow_redactors() -> list[Callable[[str], Any]]:
 
     Only in a process that already imported Airflow: a job process (otel_plugin.job) must not import it.
     """
-    found = []
+    found: list[Callable[..., Any]] = []
     if "airflow" not in sys.modules:
         return found
     for module in ("airflow.sdk._shared.secrets_masker", "airflow._shared.secrets_masker",

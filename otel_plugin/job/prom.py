@@ -171,9 +171,9 @@ def _convert(family: Any, base: Mapping[str, str], rt: runtime.JobRuntime, start
             points.append(NumberDataPoint(attrs, start, now, _number(delta)))
         return Metric(name, description, "", Sum(points, _DELTA, True)) if points else None
     if kind in ("histogram", "summary"):
-        points = [p for attrs, series in _histograms(name, samples, base, rt).items()
-                  if (p := _histogram_point(name, attrs, series, start, now))]
-        return Metric(name, description, "", Histogram(points, _DELTA)) if points else None
+        buckets = [p for attrs, series in _histograms(name, samples, base, rt).items()
+                   if (p := _histogram_point(name, attrs, series, start, now))]
+        return Metric(name, description, "", Histogram(buckets, _DELTA)) if buckets else None
     # gauge, info, stateset, unknown: the value as it is now.
     points = [NumberDataPoint(_series(name, s.labels, base, rt), start, now, _number(s.value)) for s in samples]
     metric_name = samples[0].name if kind == "info" and samples else name  # Info("build") is build_info

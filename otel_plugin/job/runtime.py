@@ -18,16 +18,18 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
+from typing import Any, cast
 
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.util.types import Attributes
 
 from otel_plugin.core import config, contract, errors
 from otel_plugin.core import custom_metrics as cm
@@ -121,9 +123,10 @@ class JobRuntime:
         span_context = SpanContext(parent[0], parent[1], is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
         return trace.set_span_in_context(NonRecordingSpan(span_context), Context())
 
-    def _span_attributes(self) -> dict[str, object]:
+    def _span_attributes(self) -> Attributes:
         fields = self.context.event_fields() if self.context else {}
-        return dict(bound_attributes({**fields, "job": self.name, "pid": os.getpid()}))
+        # bound_attributes reduces every value to an OTel attribute type.
+        return cast(Attributes, dict(bound_attributes({**fields, "job": self.name, "pid": os.getpid()})))
 
     @contextlib.contextmanager
     def span(self, name: str, attributes: Mapping[str, object] | None = None) -> Iterator[trace.Span]:
@@ -298,7 +301,7 @@ def _at_exit(runtime: JobRuntime) -> None:
         runtime.finish()
 
 
-_previous_hook = None
+_previous_hook: Callable[[type[BaseException], BaseException, TracebackType | None], Any] | None = None
 
 
 def _hook_uncaught_exceptions() -> None:
@@ -306,14 +309,14 @@ def _hook_uncaught_exceptions() -> None:
     global _previous_hook
     if _previous_hook is not None:
         return
-    _previous_hook = sys.excepthook
+    previous = _previous_hook = sys.excepthook
 
     def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
         try:
             if _runtime is not None and _pid == os.getpid():
                 _runtime.error = errors.describe(value)
         finally:
-            (_previous_hook or sys.__excepthook__)(kind, value, tb)
+            previous(kind, value, tb)
 
     sys.excepthook = hook
 
