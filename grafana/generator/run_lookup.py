@@ -19,7 +19,7 @@ from .defaults import (
 )  # fmt: skip
 
 VARIABLES = ("dag_id", "run_id")
-TIMELINE_COLUMNS = ("event", "task_id", "try_number", "map_index", "state", "duration_s", "rows_read",
+TIMELINE_COLUMNS = ("event", "task_id", "job", "try_number", "map_index", "state", "duration_s", "rows_read",
                     "rows_written", "zero_rows", "checks_failed", "error.type", "hostname")
 FAILURE_COLUMNS = tuple(c for c in Q.get("run_failures").spec.columns if c != "_time")  # type: ignore[union-attr]
 

@@ -185,7 +185,12 @@ class JobRuntime:
                 self._write_event(span, end_ns)
         except Exception:
             log.warning("otel_plugin: job event not recorded; no impact on the job", exc_info=True)
-        return self.pipe.flush(budget)
+        done = self.pipe.flush(budget)
+        if not done:  # the budget is wall time: on a starved CPU the export may not even reach the spool
+            log.warning("otel_plugin.job: the exit flush did not finish within %.1f s "
+                        "([otel_plugin] flush_budget); what was not yet spooled is lost",
+                        self.pipe.cfg.flush_budget if budget is None else budget)
+        return done
 
     def event_attributes(self, span: trace.Span | None, end_ns: int) -> dict[str, object]:
         from otel_plugin import api  # the custom-metric registry the process used (Airflow-free)

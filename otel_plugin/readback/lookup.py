@@ -33,7 +33,7 @@ from otel_plugin.readback.stores import (
 )
 
 EVENT_LIMIT = 5000  # Loki's default max_entries_limit_per_query; far above one run's events here
-FACT_FIELDS = ("rows_read", "rows_written", "bytes_read", "bytes_written", "zero_rows", "checks_failed")
+FACT_FIELDS = ("job", "rows_read", "rows_written", "bytes_read", "bytes_written", "zero_rows", "checks_failed")
 PASTE_QUERIES = ("run_timeline", "run_failures", "zero_rows_events", "run_trace")
 DAG_QUERIES = ("task_counts", "task_retries", "zero_rows_tasks")  # metrics carry no run_id
 
@@ -115,7 +115,8 @@ def format_timeline(rows: list[TimelineRow], error_width: int = 100) -> str:
         details += [f"{k}={v}" for k, v in row.facts.items()]
         if row.reconciled:
             details.append("(recorded by the scheduler)")
-        task = row.task_id if row.event != "dag_run" else "(dag run)"
+        labels = {contract.EVENT_DAG_RUN: "(dag run)", contract.EVENT_JOB: f"{row.task_id} (job)"}
+        task = labels.get(row.event, row.task_id)
         table.append(
             (
                 _short_time(row.time),
