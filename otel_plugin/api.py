@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from otel_plugin.core import config, contract, ids
 from otel_plugin.core import custom_metrics as cm
 from otel_plugin.core.runcontext import RunContext, merge_resource_attributes, passed_environment
-from otel_plugin.core.sanitize import attribute_value, safe_str
+from otel_plugin.core.sanitize import MASK, attribute_value, safe_str, sensitive_key
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +124,15 @@ def record_check(name: str, passed: bool) -> None:
 
 
 def set_fact(key: str, value: object) -> None:
-    """Attach any other fact to the task's event and span (never to metrics)."""
+    """Attach any other fact to the task's event and span (never to metrics).
+
+    A key that names a secret (``password``, ``api_key``, ``db_token``, ...) gets ``***`` as its value,
+    as Airflow's ``redact`` does; other values are masked for the secret patterns of free text.
+    """
+    name = safe_str(key)[:64]
+    stored = MASK if sensitive_key(name) else attribute_value(value)
     with _lock:
-        _current.facts.extra[safe_str(key)[:64]] = attribute_value(value)
+        _current.facts.extra[name] = stored
 
 
 def traceparent() -> str | None:

@@ -21,24 +21,67 @@ MAX_ATTRIBUTES = 100
 MAX_TOTAL_BYTES = 48_000  # UTF-8 bytes, as Loki counts them: one character can take four
 MASK = "***"
 
+# Key names whose values are secrets wherever they appear: Airflow's DEFAULT_SENSITIVE_FIELDS
+# (airflow.sdk._shared.secrets_masker), which its ``redact`` uses to mask by key name, plus the forms the
+# review of issue 19 found passing: pwd (MYSQL_PWD), fernet_key, signature (X-Amz-Signature), account_key
+# (Azure), credentials, session ids. A key *containing* one of them is sensitive, as in Airflow.
+SENSITIVE_KEY_PARTS = (
+    "access_key", "access_token", "api_key", "apikey", "auth_header", "authorization", "bearer",
+    "connection_string", "dsn", "passphrase", "passwd", "password", "private_key", "proxy_password",
+    "secret", "service_account", "service_key", "token", "keyfile_dict", "webhook_url",
+    "pwd", "fernet_key", "signature", "accountkey", "account_key", "credential", "session_id", "sas_token",
+)
+# In free text a key is matched when it *ends* in one of these (GITHUB_TOKEN, db_password, PGPASSWORD,
+# AWS_SECRET_ACCESS_KEY, X-Amz-Signature), with any prefix of word characters, dots and dashes.
 _SENSITIVE = (
-    r"password|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key|private[_-]?key"
-    r"|client[_-]?secret|authorization|credentials?|session[_-]?id"
+    r"password|passwd|pwd|passphrase|secret|token|api[_-]?key|access[_-]?key|secret[_-]?key|private[_-]?key"
+    r"|client[_-]?secret|credentials?|session[_-]?id|fernet[_-]?key|signature|account[_-]?key"
+    r"|connection[_-]?string|dsn|webhook[_-]?url|authorization"
 )
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # scheme://user:password@host
-    # (bounded repeats: an unbounded scheme or user part makes this quadratic on long text)
-    (re.compile(r"([a-zA-Z][\w+.-]{0,31}://[^:/\s@]{0,256}:)([^@\s/]{1,512})(@)"), r"\1" + MASK + r"\3"),
-    # Authorization: Bearer <token>, Basic <credentials>
+    # PEM private keys, whole (to the end of the text if the END line was cut off)
+    (re.compile(r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]{0,40}PRIVATE KEY-----|\Z)"),
+     MASK),
+    # scheme://user:password@host, also when the password holds "/" or "@" (up to the last "@" of the URL)
+    # but not host:port/path@x. (Bounded repeats: unbounded ones make this quadratic on long text.)
+    (re.compile(r"([a-zA-Z][\w+.-]{0,31}://[^:/\s@]{0,256}:)(?!\d{1,5}(?:/|\s|$))([^\s]{1,512})(@[^\s@/]*)"),
+     r"\1" + MASK + r"\3"),
+    # Slack incoming webhooks: the path is the secret
+    (re.compile(r"(hooks\.slack\.com/(?:services|workflows|triggers)/)[\w/-]+"), r"\1" + MASK),
+    # Authorization: <any scheme> <credentials>  (Bearer, Basic, Token, Digest, ...)
+    (re.compile(r"(?i)((?<![\w.-])[\w.-]{0,64}authorization[\"']?\s*[=:]\s*[\"']?)(?:[a-z][\w-]{0,30}\s+)?[^\s\"',;}]+"),
+     r"\1" + MASK),
+    # Bearer <token>, Basic <credentials> elsewhere
     (re.compile(r"(?i)\b(bearer|basic)(\s+)[\w\-.~+/]+=*"), r"\1\2" + MASK),
-    # password=..., "token": "...", api_key: ...
+    # password=..., "token": "...", api_key: ..., GITHUB_TOKEN=..., X-Amz-Signature=..., Azure sig=...:
+    # a whole key token (never started mid-token, so the scan stays linear) ending in a sensitive word
     (
-        re.compile(rf"(?i)\b({_SENSITIVE})([\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&\"'}}]+)"),
+        re.compile(
+            rf"(?i)(?<![\w.-])([\w.-]{{0,96}}(?:{_SENSITIVE})|sig)"
+            rf"([\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&\"'}}]+)"
+        ),
         r"\1\2" + MASK,
     ),
-    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), MASK),  # AWS access key id
+    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), MASK),  # AWS access key ids (long-term, temporary)
     (re.compile(r"\beyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]{4,}"), MASK),  # JWT
+    (re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,})"), MASK),  # GitHub tokens
+    (re.compile(r"\bxox[abposre]-[A-Za-z0-9-]{8,}"), MASK),  # Slack tokens
 )
+
+
+def sensitive_key(name: object) -> bool:
+    """Whether a value stored under this key name is a secret (as Airflow's ``redact`` decides)."""
+    lowered = safe_str(name).lower()
+    if any(part in lowered for part in SENSITIVE_KEY_PARTS):
+        return True
+    if "airflow" not in sys.modules:  # a job process (otel_plugin.job) must not import Airflow
+        return False
+    for module in ("airflow.sdk._shared.secrets_masker", "airflow._shared.secrets_masker"):
+        try:  # also honours [core] sensitive_var_conn_names
+            return bool(__import__(module, fromlist=["should_hide_value_for_key"]).should_hide_value_for_key(name))
+        except Exception:
+            continue
+    return False
 
 
 def _airflow_redactors() -> list[Callable[[str], Any]]:

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from otel_plugin import api
 from otel_plugin.airflow import events, listener, traces
 from otel_plugin.airflow.model import DagRunInfo, TaskRun
-from otel_plugin.core import errors
+from otel_plugin.core import errors, sanitize
 from otel_plugin.core.pipeline import ForcedIdGenerator
 
 from .conftest import make_dag_run, make_ti
@@ -148,3 +148,23 @@ def test_ids_whose_str_raises_never_reach_airflow_and_keep_the_event(captured, c
     task, run = captured.events()
     assert task["dag_id"].startswith("<unprintable") and task["state"] == "failed"
     assert run["run_id"].startswith("<unprintable") and run["event"] == "dag_run"
+
+
+secret_keys = st.tuples(
+    st.sampled_from(["", "db_", "PG", "MYSQL_", "AWS_SECRET_", "GITHUB_", "AIRFLOW__CORE__", "X-Amz-", "refresh_",
+                     "my.app.", "access_", "Proxy-"]),
+    st.sampled_from(["password", "passwd", "pwd", "passphrase", "secret", "token", "api_key", "apikey",
+                     "access_key", "private_key", "client_secret", "credentials", "fernet_key", "signature",
+                     "account_key", "AccountKey", "secret_key", "Authorization"]),
+).map("".join).flatmap(lambda k: st.sampled_from([k, k.upper(), k.lower()]))
+secret_values = st.text(st.sampled_from("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789/+-_.@!%~="),
+                        min_size=8, max_size=80).filter(lambda v: v[0] not in "=~")
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=secret_keys, value=secret_values, form=st.sampled_from(["{k}={v}", "{k}: {v}", "{k} = {v}",
+                                                                     '"{k}": "{v}"', "'{k}': '{v}'", "{k}={v}&x=1"]),
+       before=st.text(st.sampled_from("abc XYZ,;\n"), max_size=30), after=st.text(st.sampled_from(" ,;\n"), max_size=5))
+def test_generated_key_value_secrets_are_masked(key, value, form, before, after) -> None:
+    text = f"{before} {form.format(k=key, v=value)}{after}"
+    assert value not in sanitize.clean_text(text), text

@@ -17,6 +17,36 @@ SECRETS = [
     ("client_secret: cs-99887766", "cs-99887766", "client_secret: ***"),
     ("key AKIAIOSFODNN7EXAMPLE used", "AKIAIOSFODNN7EXAMPLE", "key *** used"),
     ("jwt eyJhbGciOi.eyJzdWIiOi.SflKxwRJSM", "eyJhbGciOi.eyJzdWIiOi.SflKxwRJSM", "jwt ***"),
+    # issue 19: forms that used to pass unchanged
+    ("access_token=ya29.a0AfH6SMB", "ya29.a0AfH6SMB", "access_token=***"),
+    ("refresh_token=1//0gXyZ-rt", "1//0gXyZ-rt", "refresh_token=***"),
+    ("GITHUB_TOKEN=gho-plain-value-42", "gho-plain-value-42", "GITHUB_TOKEN=***"),
+    ("db_password=Tr0ub4dor", "Tr0ub4dor", "db_password=***"),
+    ("PGPASSWORD=pg-s3cret", "pg-s3cret", "PGPASSWORD=***"),
+    ("MYSQL_PWD=my-s3cret", "my-s3cret", "MYSQL_PWD=***"),
+    ("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCY",
+     "AWS_SECRET_ACCESS_KEY=***"),
+    ("AIRFLOW__CORE__FERNET_KEY=81HqDtbqAywKSOumSha3BhWNOdQ26slT6K0YaZeZyPs=", "81HqDtbqAywKSOumSha3BhWNOdQ26",
+     "AIRFLOW__CORE__FERNET_KEY=***"),
+    ("Authorization: Token 9944b09199c62bcf9418ad846dd0e4bb", "9944b09199c62bcf9418ad846dd0e4bb",
+     "Authorization: ***"),
+    ("-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA1x\n-----END RSA PRIVATE KEY-----", "MIIEpAIBAAKCAQEA1x",
+     "failed: *** (retrying)"),
+    ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA", "b3BlbnNzaC1rZXktdjEAAAAA", "failed: ***"),
+    ("postgresql://etl:pa/ss@word@db:5432/x", "pa/ss@word", "postgresql://etl:***@db:5432/x"),
+    ("mysql://root:a@b/c@db/x", "a@b/c", "mysql://root:***@db/x"),
+    ("https://b.s3.amazonaws.com/k?X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F2026&X-Amz-Signature=fe5f80f77d5fa3be",
+     "fe5f80f77d5fa3be", "X-Amz-Signature=***"),
+    ("https://a.blob.core.windows.net/c/b?sv=2022-11-02&sig=Zm9vYmFyYmF6cXV4%3D&se=2026", "Zm9vYmFyYmF6cXV4",
+     "sig=***&se=2026"),
+    ("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OU==;",
+     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OU", "AccountKey=***;"),
+    ("push with ghp_16C7e42F292c6912E7710c838347Ae178B4a now", "ghp_16C7e42F292c6912E7710c838347Ae178B4a",
+     "push with *** now"),
+    ("slack xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx", "AbCdEfGhIjKlMnOpQrStUvWx", "slack ***"),
+    ("posting to https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX",
+     "T00000000/B00000000", "https://hooks.slack.com/services/***"),
+    ("temporary key ASIAY34FZKBOKMUTVV7A expired", "ASIAY34FZKBOKMUTVV7A", "temporary key *** expired"),
 ]
 
 
@@ -27,7 +57,10 @@ def test_secrets_are_masked(text: str, secret: str, expected: str) -> None:
     assert expected in masked
 
 
-@pytest.mark.parametrize("text", ["3 tokens processed", "password policy updated", "https://example.com:8080/a@b"])
+@pytest.mark.parametrize("text", [
+    "3 tokens processed", "password policy updated", "https://example.com:8080/a@b", "max_tokens: 100 sig",
+    "design=final config=prod", "mailto:someone@example.com", "see https://example.com/a:b@c",
+])
 def test_ordinary_text_is_left_alone(text: str) -> None:
     assert sanitize.clean_text(text) == text
 
@@ -71,3 +104,14 @@ def test_attributes_are_capped_by_count_and_bytes_keeping_priority_fields() -> N
     assert len(bounded) <= sanitize.MAX_ATTRIBUTES
     assert sum(len(k.encode()) + len(str(v).encode()) for k, v in bounded.items()) <= 64 * 1024
     assert bounded["dropped_attributes"] == len(attrs) - (len(bounded) - 1)  # all but the kept ones
+
+
+@pytest.mark.parametrize("key", ["password", "db_password", "API_KEY", "access_token", "my_secret", "pgpassword",
+                                 "connection_string", "Authorization", "fernet_key", "webhook_url"])
+def test_a_fact_under_a_sensitive_key_name_is_masked_as_airflow_redact_does(key: str) -> None:
+    from otel_plugin import api
+
+    api.begin_task(None, None)
+    api.set_fact(key, "plain-value-123")
+    api.set_fact("source_file", "s3://bucket/2026-11-27.csv")
+    assert api.take_facts().extra == {key: "***", "source_file": "s3://bucket/2026-11-27.csv"}
