@@ -12,7 +12,9 @@ traces             bool     true                        send one span per task t
 json_path          str      ""                          also write events as JSON lines: a file
                                                         path, "-" for stdout, "" for off
 flush_budget       float    2.0                         seconds a task may spend flushing at exit,
-                                                        all signals together
+                                                        all signals and all exit flushes together;
+                                                        at most Airflow's [core]
+                                                        task_success_overtime minus 5 s
 export_timeout     float    5.0                         seconds for one background export request
 spool_dir          str      $AIRFLOW_HOME/otel_spool    where failed exports wait for redelivery
 spool_max_mb       int      256                         spool size cap; oldest files go first
@@ -27,19 +29,25 @@ per-signal), ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``http/protobuf`` only), ``OTEL_EX
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 log = logging.getLogger(__name__)
 
 SECTION = "otel_plugin"
 _READ_AIRFLOW_CFG: ContextVar[bool] = ContextVar("otel_plugin_read_airflow_cfg", default=True)
 SIGNAL_PATHS = {"metrics": "v1/metrics", "logs": "v1/logs", "traces": "v1/traces"}
+# Airflow's supervisor SIGTERMs a task process [core] task_success_overtime seconds after its terminal
+# state. The exit flushes share one flush_budget; this much is kept for the rest of the exit (other
+# listeners, interpreter teardown: up to 3.1 s measured on a loaded 2-core machine, docs/reliability.md).
+EXIT_RESERVE_S = 5.0
+AIRFLOW_OVERTIME_DEFAULT_S = 20.0
 
 
 class ConfigError(ValueError):
@@ -119,6 +127,29 @@ def _float(key: str, default: float, minimum: float, maximum: float) -> float:
     return value
 
 
+def redact_url(url: str) -> str:
+    """``url`` without the ``user:password@`` part: what logs and error messages may show."""
+    try:
+        parts = urlsplit(url)
+        if parts.username is None and parts.password is None:
+            return url
+        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    except ValueError:
+        return "<unparsable URL>"
+
+
+def _credentials_to_header(url: str, headers: dict[str, str]) -> str:
+    """Move ``user:password@`` out of the URL into an ``Authorization: Basic`` header (as the requests
+    library, behind the OTel SDK's exporter, does): urllib cannot send it, and a URL ends up in logs."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    if not any(key.lower() == "authorization" for key in headers):
+        pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+    return redact_url(url)
+
+
 def parse_headers(raw: str) -> dict[str, str]:
     """W3C-baggage-style ``key=value,key2=value2`` with percent-encoding, as the OTel spec defines."""
     headers = {}
@@ -144,9 +175,13 @@ def _endpoint(signal: str) -> Endpoint:
         base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318").rstrip("/")
         url = f"{base}/{SIGNAL_PATHS[signal]}"
     if not url.startswith(("http://", "https://")):
-        raise ConfigError(f"OTLP {signal} endpoint must start with http:// or https://, got {url!r}")
+        raise ConfigError(f"OTLP {signal} endpoint must start with http:// or https://, got {redact_url(url)!r}")
     headers = parse_headers(env.get("OTEL_EXPORTER_OTLP_HEADERS", ""))
     headers.update(parse_headers(env.get(f"OTEL_EXPORTER_OTLP_{upper}_HEADERS", "")))
+    try:
+        url = _credentials_to_header(url, headers)
+    except ValueError:
+        raise ConfigError(f"OTLP {signal} endpoint is not a valid URL: {redact_url(url)!r}") from None
     compression = (
         env.get(f"OTEL_EXPORTER_OTLP_{upper}_COMPRESSION") or env.get("OTEL_EXPORTER_OTLP_COMPRESSION") or "none"
     ).strip().lower()
@@ -159,6 +194,30 @@ def _endpoint(signal: str) -> Endpoint:
 def _default_spool_dir() -> Path:
     home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
     return Path(home) / "otel_spool"
+
+
+def _airflow_overtime() -> float:
+    conf = _airflow_conf()
+    try:
+        return float(conf.get("core", "task_success_overtime", fallback=AIRFLOW_OVERTIME_DEFAULT_S))
+    except Exception:
+        return AIRFLOW_OVERTIME_DEFAULT_S
+
+
+def _flush_budget() -> float:
+    """flush_budget, refused when the exit could not finish before Airflow's SIGTERM."""
+    budget = _float("flush_budget", 2.0, 0.0, 60.0)
+    if not _READ_AIRFLOW_CFG.get():  # the job side: not a task process, Airflow's supervisor does not apply
+        return budget
+    overtime = _airflow_overtime()
+    if budget + EXIT_RESERVE_S > overtime:
+        raise ConfigError(
+            f"[{SECTION}] flush_budget = {budget:g} s cannot finish before Airflow's SIGTERM: a task process "
+            f"is terminated [core] task_success_overtime = {overtime:g} s after its terminal state, and "
+            f"{EXIT_RESERVE_S:g} s of that are kept for the rest of the exit; use at most "
+            f"{max(0.0, overtime - EXIT_RESERVE_S):g} (or raise task_success_overtime)"
+        )
+    return budget
 
 
 def load(airflow_cfg: bool = True) -> PluginConfig:
@@ -183,7 +242,7 @@ def _load() -> PluginConfig:
         events=_bool("events", True),
         traces=_bool("traces", True),
         json_path=(_raw("json_path") or "").strip(),
-        flush_budget=_float("flush_budget", 2.0, 0.0, 60.0),
+        flush_budget=_flush_budget(),
         export_timeout=_float("export_timeout", 5.0, 0.1, 120.0),
         spool_dir=Path(spool).expanduser() if spool and spool.strip() else _default_spool_dir(),
         spool_max_bytes=int(max_mb * 2**20),

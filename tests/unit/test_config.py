@@ -71,6 +71,8 @@ def test_standard_otel_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ("AIRFLOW__OTEL_PLUGIN__FLUSH_BUDGET", "soon", "flush_budget must be a number of seconds, got 'soon'"),
         ("AIRFLOW__OTEL_PLUGIN__FLUSH_BUDGET", "600", "flush_budget must be between"),
+        # Airflow SIGTERMs the task process 20 s after its terminal state ([core] task_success_overtime)
+        ("AIRFLOW__OTEL_PLUGIN__FLUSH_BUDGET", "16", "flush_budget = 16 s cannot finish before Airflow's SIGTERM"),
         ("AIRFLOW__OTEL_PLUGIN__ENABLED", "maybe", "enabled must be true or false, got 'maybe'"),
         ("AIRFLOW__OTEL_PLUGIN__SPOOL_MAX_MB", "0", "spool_max_mb must be between"),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "'grpc' is not supported; use http/protobuf"),
@@ -90,6 +92,29 @@ def test_a_bad_value_disables_the_plugin_with_one_clear_error(
         assert plugin._listeners() == []  # Airflow starts, without the listener
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and errors[0].startswith("otel_plugin disabled: ") and message in errors[0]
+
+
+def test_the_flush_budget_limit_follows_airflows_task_success_overtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__OTEL_PLUGIN__FLUSH_BUDGET", "15")
+    assert config.load().flush_budget == 15.0  # 15 s + the 5 s kept for the rest of the exit = 20 s
+    monkeypatch.setenv("AIRFLOW__OTEL_PLUGIN__FLUSH_BUDGET", "30")
+    with pytest.raises(config.ConfigError, match="use at most 15 "):
+        config.load()
+    monkeypatch.setenv("AIRFLOW__CORE__TASK_SUCCESS_OVERTIME", "60")
+    assert config.load().flush_budget == 30.0
+
+
+def test_credentials_in_the_endpoint_become_a_basic_auth_header_and_leave_the_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "https://etl:p%40ss@otel.example:4318")
+    logs = config.load().endpoints["logs"]
+    assert logs.url == "https://otel.example:4318/v1/logs"
+    assert logs.headers["Authorization"] == "Basic ZXRsOnBAc3M="  # etl:p@ss
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://etl:hunter2@otel.example")
+    with pytest.raises(config.ConfigError) as err:
+        config.load()
+    assert "hunter2" not in str(err.value)
 
 
 def test_a_malformed_header_is_refused_without_echoing_it(monkeypatch: pytest.MonkeyPatch) -> None:
