@@ -77,7 +77,7 @@ def task_finished(ti: object, previous_state: object, state: object = None, erro
         else TaskRun.from_airflow(ti, previous_state=previous_state)
     )
     _record_task(out, run, errors.describe(error), api.take_facts() if in_task else None)
-    out.pipe.flush(wait=in_task)
+    out.pipe.flush(wait=in_task, final=in_task)
 
 
 def _record_task(out: _Emitters, run: TaskRun, error: errors.ErrorInfo | None, facts: api.Facts | None) -> None:
@@ -126,4 +126,4 @@ def dag_run_finished(dag_run: object, msg: object) -> None:
 def process_stopping() -> None:
     pipe = pipeline.get() if _role == "task" else None
     if pipe:
-        pipe.flush(wait=True)
+        pipe.flush(wait=True, final=True)

@@ -41,6 +41,9 @@ from otel_plugin.core.transport import (
 log = logging.getLogger(__name__)
 
 SCOPE = "otel_plugin"
+# How long past its budget a waiting flush's thread is waited for (the export threads themselves are
+# abandoned at the deadline, see transport.Sender.attempt).
+JOIN_GRACE_S = 0.25
 _forced_ids: ContextVar[tuple[int | None, int | None]] = ContextVar("otel_plugin_forced_ids", default=(None, None))
 
 
@@ -118,19 +121,29 @@ class Pipeline:
         self.logger = self.logger_provider.get_logger(SCOPE) if self.logger_provider else None
         self.meter = self.meter_provider.get_meter(SCOPE) if self.meter_provider else None
         self._flush_lock = threading.Lock()
+        self._exit_until: float | None = None
 
-    def flush(self, budget: float | None = None, wait: bool = True) -> bool:
+    def flush(self, budget: float | None = None, wait: bool = True, final: bool = False) -> bool:
         """Export everything within ``budget`` seconds, then redeliver spooled payloads with what is left.
 
-        With ``wait=False`` (long-lived scheduler and API processes) the hook returns at once. Returns
-        False if the budget ran out; whatever was not delivered is in the spool.
+        With ``wait=False`` (long-lived scheduler and API processes) the hook returns at once. ``final``:
+        a task process's exit flush; all of them share one deadline. Returns False if the budget ran out;
+        whatever was not delivered is in the spool.
         """
         budget = self.cfg.flush_budget if budget is None else budget
+        if final:
+            # A task process flushes at its end up to three times (terminal hook, before_stopping, atexit):
+            # they share one deadline, set by the first, so the exit is bounded by one budget whatever the
+            # Collector or the spool do.
+            now = time.monotonic()
+            if self._exit_until is None:
+                self._exit_until = now + budget
+            budget = max(0.0, self._exit_until - now)
         thread = threading.Thread(target=self._flush, args=(budget,), name="otel_plugin-flush", daemon=True)
         thread.start()
         if not wait:
             return True
-        thread.join(budget + 0.25)
+        thread.join(budget + JOIN_GRACE_S)
         return not thread.is_alive()
 
     def _flush(self, budget: float) -> None:
@@ -141,7 +154,7 @@ class Pipeline:
                 for provider in (self.tracer_provider, self.logger_provider, self.meter_provider):
                     if provider is not None:
                         provider.force_flush()
-                if self.spool.pending():
+                if self.spool.has_pending():
                     replay(self.spool, self.senders, until)
             except Exception:
                 log.warning("otel_plugin: flush failed; no impact on the task", exc_info=True)
@@ -171,7 +184,7 @@ def get() -> Pipeline | None:
 
 def _flush_at_exit(pipeline: Pipeline) -> None:
     if _pid == os.getpid():
-        pipeline.flush(wait=True)
+        pipeline.flush(wait=True, final=True)
 
 
 def install(pipe: Pipeline | None) -> None:

@@ -33,7 +33,8 @@ def run(args: argparse.Namespace) -> str:
         signal: transport.Sender(signal, endpoint, spool, cfg.export_timeout)
         for signal, endpoint in cfg.endpoints.items()
     }
-    delivered, pending = transport.replay(spool, senders, time.monotonic() + args.timeout)
+    delivered = transport.replay(spool, senders, time.monotonic() + args.timeout)
+    pending = spool.pending()
     summary = f"delivered {delivered} payloads from {spool.directory}; {pending} pending"
     if pending:
         raise NotDelivered(f"{summary}; is the Collector reachable (OTEL_EXPORTER_OTLP_ENDPOINT)?")

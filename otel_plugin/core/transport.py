@@ -9,8 +9,10 @@ in the spool for later delivery instead of being retried in the task's exit path
 from __future__ import annotations
 
 import gzip
+import http.client
 import logging
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -32,8 +34,8 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from otel_plugin.core.config import Endpoint
-from otel_plugin.core.spool import Spool
+from otel_plugin.core.config import Endpoint, redact_url
+from otel_plugin.core.spool import Claimed, Spool
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,14 @@ _PERMANENT = {400, 413, 415}
 # black-holed Collector again, and a task's exit would take a multiple of the flush budget.
 _COOLDOWN_S = 5.0
 _down_until: dict[str, float] = {}
+# Replay sends spooled payloads of one signal together: OTLP requests are a single repeated field, so
+# serialized requests concatenated are one valid request holding all of them.
+_BATCH_FILES = 256
+_BATCH_BYTES = 4 * 2**20
+# How long past its timeout a request's thread is waited for before it is abandoned.
+_JOIN_SLACK_S = 0.05
+
+OK, RETRY, REJECTED = "ok", "retry", "rejected"
 
 
 class Deadline:
@@ -70,6 +80,14 @@ class Deadline:
 DEADLINE = Deadline()
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Never follow a redirect: a 301/302/303 would turn the POST into a bodiless GET whose 2xx deletes the
+    payload, and would send the Authorization header to another host. The 3xx surfaces as an HTTPError."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
 class Sender:
     """POSTs serialized OTLP requests for one signal; spools what is not accepted."""
 
@@ -78,22 +96,50 @@ class Sender:
         self.endpoint = endpoint
         self.spool = spool
         self.timeout = timeout
-        self._ssl = ssl.create_default_context(cafile=endpoint.certificate) if endpoint.certificate else None
+        self.url = redact_url(endpoint.url)  # for logs: never the credentials a URL may carry
+        context = ssl.create_default_context(cafile=endpoint.certificate) if endpoint.certificate else None
+        self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoRedirect)
 
     def send(self, payload: bytes) -> bool:
-        """True if delivered (or permanently rejected and logged); False if kept in the spool."""
+        """True if delivered (or permanently rejected and logged); False if kept in the spool (or lost,
+        when the spool cannot be written: then it was sent from memory, and the log says so)."""
         path = self.spool.write_inflight(self.signal, payload)
         if self.post(payload):
             self.spool.done(path)
             return True
+        if path is None:
+            log.error("otel_plugin: a %s payload was not accepted by %s and the spool cannot hold it: lost",
+                      self.signal, self.url)
         self.spool.release(path)
         return False
 
     def post(self, payload: bytes, timeout: float | None = None) -> bool:
+        """True if accepted (or permanently rejected and logged)."""
+        return self.attempt(payload, timeout) != RETRY
+
+    def attempt(self, payload: bytes, timeout: float | None = None) -> str:
+        """OK, REJECTED (never acceptable: logged) or RETRY, within ``timeout`` and the flush deadline.
+
+        The request runs in its own thread and is abandoned at its deadline: a DNS lookup or a server
+        trickling one byte at a time is not bounded by the socket timeout, and must not hold the flush.
+        """
         timeout = DEADLINE.remaining(self.timeout if timeout is None else timeout)
         host = urllib.parse.urlsplit(self.endpoint.url).netloc
         if timeout < _MIN_ATTEMPT_S or time.monotonic() < _down_until.get(host, 0.0):
-            return False
+            return RETRY
+        result: list[str] = []
+        worker = threading.Thread(target=lambda: result.append(self._request(payload, timeout, host)),
+                                  name=f"otel_plugin-{self.signal}", daemon=True)
+        worker.start()
+        worker.join(timeout + _JOIN_SLACK_S)
+        if result:
+            return result[0]
+        _down_until[host] = time.monotonic() + _COOLDOWN_S
+        log.warning("otel_plugin: %s export to %s did not finish within %.2f s; kept for redelivery",
+                    self.signal, self.url, timeout)
+        return RETRY
+
+    def _request(self, payload: bytes, timeout: float, host: str) -> str:
         headers = {"Content-Type": "application/x-protobuf", **self.endpoint.headers}
         body = payload
         if self.endpoint.gzip:
@@ -101,20 +147,26 @@ class Sender:
             headers["Content-Encoding"] = "gzip"
         request = urllib.request.Request(self.endpoint.url, data=body, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=timeout, context=self._ssl) as response:
+            with self._opener.open(request, timeout=timeout) as response:
                 response.read()
-            return True
+            return OK
         except urllib.error.HTTPError as exc:
+            exc.close()
             if exc.code in _PERMANENT:
-                log.error("otel_plugin: %s rejected by %s with HTTP %d; dropped", self.signal,
-                          self.endpoint.url, exc.code)
-                return True
+                log.error("otel_plugin: %s rejected by %s with HTTP %d; dropped", self.signal, self.url, exc.code)
+                return REJECTED
+            if 300 <= exc.code < 400:
+                log.error("otel_plugin: %s export to %s answered HTTP %d (a redirect, to %s); redirects are "
+                          "never followed: kept for redelivery. Point OTEL_EXPORTER_OTLP_ENDPOINT at the "
+                          "final URL", self.signal, self.url, exc.code,
+                          redact_url(exc.headers.get("Location", "") or "nowhere"))
+                return RETRY
             log.warning("otel_plugin: %s export got HTTP %d; kept for redelivery", self.signal, exc.code)
-        except (OSError, ValueError) as exc:  # refused, reset, timed out, bad URL
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # refused, reset, timed out, bad URL
             _down_until[host] = time.monotonic() + _COOLDOWN_S
             log.warning("otel_plugin: %s export to %s failed (%s); kept for redelivery", self.signal,
-                        self.endpoint.url, type(exc).__name__)
-        return False
+                        self.url, type(exc).__name__)
+        return RETRY
 
 
 class OtlpSpanExporter(SpanExporter):
@@ -157,15 +209,52 @@ class OtlpMetricExporter(MetricExporter):
         return None
 
 
-def replay(spool: Spool, senders: dict[str, Sender], until: float) -> tuple[int, int]:
-    """Redeliver spooled payloads until the monotonic time ``until``: (delivered, still pending)."""
+def replay(spool: Spool, senders: dict[str, Sender], until: float) -> int:
+    """Redeliver spooled payloads until the monotonic time ``until``; return how many were delivered.
+
+    Signals are independent: one whose Collector pipeline refuses is left for later and the others go on.
+    Payloads of one signal go in batches (one request each), so a large backlog drains in bulk.
+    """
     delivered = 0
-    for signal, path, payload in spool.claim():
-        sender = senders.get(signal)
-        left = until - time.monotonic()
-        if sender is None or left < _MIN_ATTEMPT_S or not sender.post(payload, timeout=left):
-            spool.release(path)
+    skip: set[str] = set()
+    while time.monotonic() < until - _MIN_ATTEMPT_S:
+        batches: dict[str, list[Claimed]] = {}
+        claimed = 0
+        for item in spool.claim(frozenset(skip)):
+            claimed += 1
+            sender = senders.get(item.signal)
+            if sender is None or item.signal in skip:
+                skip.add(item.signal)
+                spool.release(item.path)
+                continue
+            batch = batches.setdefault(item.signal, [])
+            batch.append(item)
+            if len(batch) >= _BATCH_FILES or sum(len(c.payload) for c in batch) >= _BATCH_BYTES:
+                delivered += _deliver(spool, sender, batches.pop(item.signal), until, skip)
+            if time.monotonic() >= until - _MIN_ATTEMPT_S:
+                break
+        for signal, batch in batches.items():
+            delivered += _deliver(spool, senders[signal], batch, until, skip)
+        if not claimed:
             break
-        spool.done(path)
-        delivered += 1
-    return delivered, spool.pending()
+    return delivered
+
+
+def _deliver(spool: Spool, sender: Sender, batch: list[Claimed], until: float, skip: set[str]) -> int:
+    left = until - time.monotonic()
+    outcome = RETRY
+    if sender.signal not in skip and left >= _MIN_ATTEMPT_S:
+        outcome = sender.attempt(b"".join(c.payload for c in batch), timeout=left)
+    if outcome == OK:
+        for item in batch:
+            spool.done(item.path)
+        return len(batch)
+    if outcome == REJECTED and len(batch) > 1:  # find the one bad payload; deliver the others
+        return sum(_deliver(spool, sender, [item], until, skip) for item in batch)
+    if outcome == REJECTED:
+        spool.done(batch[0].path)
+        return 0
+    skip.add(sender.signal)
+    for item in batch:
+        spool.release(item.path)
+    return 0
