@@ -6,6 +6,7 @@
 #   compose/stack.sh down            stop everything (data is kept)
 #   compose/stack.sh stop SERVICE    stop one service (data and the Collector's disk queue are kept)
 #   compose/stack.sh start SERVICE   start one service and wait until it is ready
+#   compose/stack.sh kill SERVICE    SIGKILL one service (a crash; the fault tests use it), then `start` it
 #   compose/stack.sh status | urls
 #
 # Data, logs and pid files live under STACK_DIR (default <repo>/.stack). COLLECTOR_OVERLAY picks the
@@ -27,7 +28,7 @@ die() { echo "stack.sh: $*" >&2; exit 1; }
 
 ports() {
   case $1 in
-    collector) echo 4317 4318 13133 8888 8889 ;;
+    collector) echo 4317 4318 4319 13133 8888 8889 ;;
     prometheus) echo 9090 ;;
     victorialogs) echo 9428 ;;
     jaeger) echo 14317 14318 16685 16686 13134 ;;
@@ -46,8 +47,9 @@ health_url() {
 urls() {
   cat <<EOF
 Collector    OTLP gRPC 127.0.0.1:4317, OTLP HTTP http://127.0.0.1:4318, health http://127.0.0.1:13133/
-             metrics for Prometheus http://127.0.0.1:8889/metrics, own telemetry http://127.0.0.1:8888/metrics
-Prometheus   http://127.0.0.1:9090  (API only: the module build has no web UI assets)
+             metrics for Prometheus http://127.0.0.1:8889/metrics (scraped; also pushed to Prometheus's OTLP
+             endpoint), internal hop 127.0.0.1:4319 (gRPC), own telemetry http://127.0.0.1:8888/metrics
+Prometheus   http://127.0.0.1:9090  (API only: the module build has no web UI assets; OTLP in: /api/v1/otlp)
 VictoriaLogs http://127.0.0.1:9428  (LogsQL: /select/logsql/query)
 Jaeger       http://127.0.0.1:16686 (HTTP API: /api/traces), gRPC 127.0.0.1:16685
 Logs and data: $STACK_DIR
@@ -64,12 +66,14 @@ command_of() {
       [[ -f $overlay ]] || die "no Collector overlay '$COLLECTOR_OVERLAY' ($overlay does not exist)"
       printf '%s\n' "$bin" --config "$ROOT/collector/config.yaml" --config "$overlay" ;;
     prometheus)
-      # created-timestamp-zero-ingestion: a new counter series starts with a 0 sample, so its first
-      # increment counts in increase()/rate() (why and what was measured: prometheus/prometheus.yml).
+      # otlp-receiver: the Collector pushes metrics here from its disk queue. created-timestamp-zero-ingestion:
+      # a counter series starts with a 0 sample at its start time, so its first increment (and the first
+      # after a Collector restart) counts in increase()/rate() (why: prometheus/prometheus.yml).
       printf '%s\n' "$bin" --config.file="$ROOT/prometheus/prometheus.yml" \
         --storage.tsdb.path="$STACK_DIR/prometheus/data" \
         --storage.tsdb.retention.time="$PROMETHEUS_RETENTION" \
         --web.listen-address=127.0.0.1:9090 \
+        --web.enable-otlp-receiver \
         --enable-feature=created-timestamp-zero-ingestion ;;
     victorialogs)
       printf '%s\n' "$bin" -storageDataPath="$STACK_DIR/victorialogs/data" \
@@ -174,6 +178,17 @@ stop_one() {
   echo "$svc: stopped"
 }
 
+# A crash, not a stop: SIGKILL, then wait until the process is gone (its data stays as the crash left it).
+kill_one() {
+  local svc=$1 pid
+  pid=$(running_pid "$svc")
+  [[ -n $pid ]] || die "$svc: not running"
+  kill -KILL "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  rm -f "$(pid_file "$svc")"
+  echo "$svc: killed (SIGKILL, pid $pid)"
+}
+
 status() {
   local svc pid state rc=0
   for svc in "${SERVICES[@]}"; do
@@ -199,7 +214,7 @@ known_service() {
 }
 
 # One launcher at a time per STACK_DIR: test sessions running side by side may all call `up`.
-if [[ ${1:-} =~ ^(up|down|start|stop)$ ]]; then
+if [[ ${1:-} =~ ^(up|down|start|stop|kill)$ ]]; then
   mkdir -p "$STACK_DIR/run"
   exec 8>"$STACK_DIR/run/launcher.lock"
   flock 8
@@ -214,7 +229,8 @@ case ${1:-} in
     for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do stop_one "${SERVICES[i]}"; done ;;
   start) known_service "${2:-}"; start_one "$2" ;;
   stop) known_service "${2:-}"; stop_one "$2" ;;
+  kill) known_service "${2:-}"; kill_one "$2" ;;
   status) status ;;
   urls) urls ;;
-  *) die "usage: stack.sh up|down|stop SERVICE|start SERVICE|status|urls (SERVICE: ${SERVICES[*]})" ;;
+  *) die "usage: stack.sh up|down|stop SERVICE|start SERVICE|kill SERVICE|status|urls (SERVICE: ${SERVICES[*]})" ;;
 esac

@@ -256,6 +256,19 @@ def send_delta_metrics(
     provider.shutdown()
 
 
+def send_cumulative_counter(gate: Gate, service: str, instance: str, scope: str, name: str, add: int) -> None:
+    """One process of ANOTHER application: its own MeterProvider with the SDK's default (CUMULATIVE)
+    temporality and its own service.name / service.instance.id; adds to a counter and exits flushing."""
+    exporter = OTLPMetricExporter(endpoint=f"{COLLECTOR_OTLP_HTTP}/v1/metrics", timeout=5)
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
+    resource = Resource.create({"service.name": service, "service.instance.id": instance})
+    provider = MeterProvider(metric_readers=[reader], resource=resource)
+    counter = provider.get_meter(scope).create_counter(name)
+    gate.wait()
+    counter.add(add, {"route": "/work"})
+    provider.shutdown()
+
+
 def send_log_event(gate: Gate, body: str, attributes: Mapping[str, Any]) -> None:
     """One process: its own LoggerProvider; emits one event record over OTLP/HTTP and exits."""
 

@@ -146,6 +146,9 @@ def start_collector(
         "OTELCOL_STORAGE_DIR": str(workdir / "storage"),
         "VICTORIALOGS_PORT": closed,
         "JAEGER_OTLP_HTTP_PORT": closed,
+        # Its own internal hop, and pushes that go nowhere (they wait in its queue), not to the stack's.
+        "OTELCOL_AGGREGATE_PORT": str(free_port()),
+        "PROMETHEUS_OTLP_URL": f"http://127.0.0.1:{closed}/api/v1/otlp/v1/metrics",
         **env,
     }
     with log.open("wb") as out:
@@ -199,7 +202,10 @@ def metrics_request(sent: str) -> metrics_service_pb2.ExportMetricsServiceReques
         ]
     }
     return metrics_service_pb2.ExportMetricsServiceRequest(
-        resource_metrics=[{"resource": resource, "scope_metrics": [{"metrics": [metric]}]}]
+        # The plugin's instrumentation scope: only that (or a job's dag_id) gets the delta treatment.
+        resource_metrics=[
+            {"resource": resource, "scope_metrics": [{"scope": {"name": "otel_plugin"}, "metrics": [metric]}]}
+        ]
     )
 
 

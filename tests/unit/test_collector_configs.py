@@ -32,6 +32,7 @@ TYPE_OF_MODULE = {
     "resourceprocessor": "resource",
     "transformprocessor": "transform",
     "filterprocessor": "filter",
+    "groupbyattrsprocessor": "groupbyattrs",
     "deltatocumulativeprocessor": "delta_to_cumulative",
     "otlpexporter": "otlp_grpc",
     "otlphttpexporter": "otlp_http",
@@ -103,28 +104,106 @@ def test_guard_keeps_every_metric_label_of_the_contract() -> None:
     assert sorted(label for label in labels if pattern.search(label)) == []
 
 
-def metrics_processors(config: dict[str, Any]) -> list[str]:
-    return config["service"]["pipelines"]["metrics"]["processors"]
+OURS = "metrics/airflow_otel_plugin"  # the plugin's metrics, first half (and the first tier's only metrics step)
+AGGREGATE = "metrics/airflow_otel_plugin_aggregate"  # second half: merge, re-stamp, add up
+
+
+def merged_pipeline(path: Path, name: str = OURS) -> dict[str, Any]:
+    """A pipeline as the Collector sees it when ``path`` is merged over the base (keys replaced, not merged)."""
+    pipeline = dict(load(BASE)["service"]["pipelines"][name])
+    if path != BASE:
+        pipeline.update(load(path)["service"]["pipelines"].get(name) or {})
+    return pipeline
+
+
+def metrics_processors(config: dict[str, Any], pipeline: str = OURS) -> list[str]:
+    return config["service"]["pipelines"][pipeline]["processors"]
 
 
 @pytest.mark.parametrize("path", [BASE, COLLECTOR / "loadbalancer.yaml"], ids=lambda p: p.name)
 def test_guard_runs_before_metrics_leave_the_pipeline(path: Path) -> None:
-    """Base: before aggregation. First tier: before routing by stream, so the stream id is the aggregate's."""
-    processors = metrics_processors(load(path))
-    for step in ("transform/job_resource_labels", "resource/strip_process_identity", "transform/drop_run_ids"):
+    """Base: before the disk queue and aggregation. First tier: before routing by stream, so the stream id is
+    the aggregate's."""
+    processors = merged_pipeline(path)["processors"]
+    for step in ("filter/airflow_otel_plugin_only", "resource/strip_process_identity", "transform/drop_run_ids"):
         assert step in processors, f"{path.name}: {step} missing from {processors}"
-    assert processors.index("transform/job_resource_labels") < processors.index("transform/drop_run_ids")
-    assert processors.index("transform/drop_run_ids") < processors.index("batch")
-    if "delta_to_cumulative" in processors:
-        assert processors.index("transform/drop_run_ids") < processors.index("delta_to_cumulative")
+    assert processors.index("filter/airflow_otel_plugin_only") < processors.index("resource/strip_process_identity")
+    if "transform/job_resource_labels" in processors:  # the aggregator's (not the first tier's: see its comment)
+        assert processors.index("filter/airflow_otel_plugin_only") < processors.index("transform/job_resource_labels")
+        assert processors.index("transform/job_resource_labels") < processors.index("transform/drop_run_ids")
+
+
+def test_aggregation_runs_behind_the_disk_queue_with_one_consumer() -> None:
+    """The first half ends in a disk queue read by one consumer (one ordered writer for delta_to_cumulative);
+    the second half merges, re-stamps, adds up, and hands on to the scraped exporter and the disk push queue."""
+    config = load(BASE)
+    (hop,) = config["service"]["pipelines"][OURS]["exporters"]
+    queue = config["exporters"][hop]["sending_queue"]
+    assert queue["storage"] == "file_storage" and queue["num_consumers"] == 1
+    receiver = config["exporters"][hop]["endpoint"].rsplit(":", 1)[1]
+    assert config["receivers"]["otlp/airflow_otel_plugin_aggregate"]["protocols"]["grpc"]["endpoint"].endswith(receiver)
+    assert metrics_processors(config, AGGREGATE) == [
+        "groupbyattrs/compact",
+        "transform/merge_and_restamp_deltas",
+        "delta_to_cumulative",
+        "resource/aggregator_identity",
+    ]
+    assert config["service"]["pipelines"][AGGREGATE]["exporters"] == ["prometheus", "otlp_http/prometheus"]
+    push = config["exporters"]["otlp_http/prometheus"]["sending_queue"]
+    assert push["storage"] == "file_storage" and push["num_consumers"] == 1 and "batch" not in push
+
+
+@pytest.mark.parametrize("overlay", ["local.yaml", "grafana.yaml"])
+def test_nothing_accepted_waits_only_in_memory(overlay: str) -> None:
+    """No batch processor anywhere (it answers before it exports), and every exporter a pipeline names keeps
+    its queue on disk, except the scraped `prometheus` exporter, whose samples are also pushed from disk."""
+    config = load(BASE)
+    exporters = {**config["exporters"], **load(COLLECTOR / "overlays" / overlay)["exporters"]}
+    for name, pipeline in config["service"]["pipelines"].items():
+        assert not [p for p in pipeline.get("processors", []) if p.split("/")[0] == "batch"], name
+        for exporter in pipeline["exporters"]:
+            if exporter != "prometheus":
+                assert exporters[exporter]["sending_queue"]["storage"] == "file_storage", (name, exporter)
+    assert "batch" not in {key.split("/")[0] for key in config["processors"]}
+
+
+def test_only_our_scope_gets_the_delta_treatment() -> None:
+    """The filters select by the plugin's instrumentation scope (otel_plugin.core.pipeline.SCOPE) or a job's
+    dag_id resource attribute; the other pipelines take exactly the complement."""
+    from otel_plugin.core.pipeline import SCOPE
+
+    processors = load(BASE)["processors"]
+    ours = processors["filter/airflow_otel_plugin_only"]
+    others = processors["filter/not_airflow_otel_plugin"]
+    for signal, context in (("metrics", "metric"), ("logs", "log_record"), ("traces", "span")):
+        (drop_not_ours,) = ours[signal][context]
+        (drop_ours,) = others[signal][context]
+        assert drop_not_ours == f"not ({drop_ours})"
+        scope = re.search(r'IsMatch\(instrumentation_scope\.name, "(.+?)"\)', drop_ours)
+        assert scope, drop_ours
+        pattern = re.compile(scope[1].replace("\\\\", "\\"))
+        assert pattern.search(SCOPE) and pattern.search(f"{SCOPE}.job") and not pattern.search("airflow")
+    pipelines = load(BASE)["service"]["pipelines"]
+    for name, pipeline in pipelines.items():
+        if name.endswith("/other_apps"):
+            assert "filter/not_airflow_otel_plugin" in pipeline["processors"], name
+        elif pipeline["receivers"] == ["otlp"]:
+            assert "filter/airflow_otel_plugin_only" in pipeline["processors"], name
 
 
 def test_first_tier_does_not_aggregate() -> None:
     """Aggregation must happen once, at the aggregator that owns the stream."""
-    processors = metrics_processors(load(COLLECTOR / "loadbalancer.yaml"))
-    assert not {"delta_to_cumulative", "transform/restamp_deltas"} & set(processors)
-    exporters = load(COLLECTOR / "loadbalancer.yaml")["exporters"]
-    assert exporters["load_balancing/metrics"]["routing_key"] == "streamID"
+    lb = load(COLLECTOR / "loadbalancer.yaml")
+    processors = merged_pipeline(COLLECTOR / "loadbalancer.yaml")["processors"]
+    assert not {"delta_to_cumulative", "transform/merge_and_restamp_deltas", "groupbyattrs/compact"} & set(processors)
+    assert lb["service"]["pipelines"][OURS]["exporters"] == ["load_balancing/metrics"]
+    assert lb["exporters"]["load_balancing/metrics"]["routing_key"] == "streamID"
+    # Every pipeline of the base that reads the public receiver is re-pointed at the aggregators.
+    base = load(BASE)["service"]["pipelines"]
+    public = {name for name, p in base.items() if p["receivers"] == ["otlp"]}
+    assert public <= set(lb["service"]["pipelines"]), public - set(lb["service"]["pipelines"])
+    for name in public:
+        assert all(e.startswith("load_balancing/") for e in lb["service"]["pipelines"][name]["exporters"]), name
 
 
 def test_jobs_bounded_resource_attributes_become_labels_and_leave_the_resource() -> None:
