@@ -2,7 +2,7 @@
 
 - ``TaskProcesses``: real task processes (``taskproc``) with the plugin's own pipeline and spool, timed;
 - ``BlackHole``: a local TCP port that accepts connections and never answers (a hung Collector);
-- ``outage``: stop one service of the native stack and ALWAYS start it again (other people use it);
+- ``outage``: stop or kill one service of the native stack and ALWAYS start it again (other people use it);
 - counters of what arrived in each store, by run: VictoriaLogs records, Jaeger spans, Prometheus totals.
 """
 
@@ -125,9 +125,10 @@ class BlackHole:
 
 
 @contextlib.contextmanager
-def outage(service: str) -> Iterator[None]:
-    """Stop a service of the shared native stack for the duration of the block; it is always restarted."""
-    su.stack("stop", service)
+def outage(service: str, crash: bool = False) -> Iterator[None]:
+    """Stop (or, with ``crash``, SIGKILL) a service of the shared native stack for the duration of the block;
+    it is always restarted."""
+    su.stack("kill" if crash else "stop", service)
     try:
         yield
     finally:
