@@ -26,6 +26,7 @@ is safe outside Airflow or with the plugin disabled: it records nothing and neve
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 
@@ -78,6 +79,11 @@ def begin_task(trace_id: int | None, span_id: int | None, context: RunContext | 
                              context.map_index, parent)
     with _lock:
         _current = _Current(traceparent=parent, context=context)
+    if context is not None:
+        # Children inherit the run's ids (as they inherit Airflow's AIRFLOW_CTX_*): a BashOperator script, a
+        # spark-submit or a subprocess records into this try without job_env(). The exporter settings and
+        # OTEL_RESOURCE_ATTRIBUTES are not set here: they would change this process's own telemetry.
+        os.environ.update(context.ids_env())
 
 
 def take_facts() -> Facts:
@@ -168,8 +174,6 @@ def job_env() -> dict[str, str]:
 
 
 def _job_env(context: RunContext) -> dict[str, str]:
-    import os
-
     env = passed_environment()
     if not any(k in env for k in ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_ENDPOINT")):
         env.update(contract.JOB_OTLP_DEFAULTS)  # other SDKs default to gRPC on 4317; our default is HTTP

@@ -46,13 +46,18 @@ class RunContext:
         return {"dag_id": self.dag_id, "task_id": self.task_id, "run_id": self.run_id,
                 "try_number": self.try_number, "map_index": self.map_index}
 
-    def to_env(self) -> dict[str, str]:
-        """The context's own variables: TRACEPARENT, AIRFLOW_OTEL_* and OTEL_RESOURCE_ATTRIBUTES."""
+    def ids_env(self) -> dict[str, str]:
+        """TRACEPARENT and AIRFLOW_OTEL_*: what the task process puts in its own environment for children."""
         env = {contract.ENV_TRACEPARENT: self.traceparent} if self.traceparent else {}
         for key, name in contract.JOB_ENV.items():
             value = getattr(self, key)
             if value is not None:
                 env[name] = str(value)
+        return env
+
+    def to_env(self) -> dict[str, str]:
+        """The context's own variables: ``ids_env()`` and OTEL_RESOURCE_ATTRIBUTES."""
+        env = self.ids_env()
         env["OTEL_RESOURCE_ATTRIBUTES"] = ",".join(
             f"{key}={quote(str(getattr(self, key)), safe='')}"
             for key in contract.RESOURCE_CONTEXT_KEYS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -57,6 +58,15 @@ class Captured:
                     if metric.name == name:
                         found += [(dict(p.attributes), p) for p in metric.data.data_points]
         return found
+
+
+@pytest.fixture(autouse=True)
+def _restore_environ() -> Iterator[None]:
+    """The listener puts the running try's ids into os.environ (for child processes); undo it per test."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture

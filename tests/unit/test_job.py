@@ -3,6 +3,7 @@ task's span, the job's event, push_to_collector's deltas, the emit CLI, and api.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -273,6 +274,13 @@ def test_job_env_hands_the_task_try_to_a_child(captured, monkeypatch):
         for key, value in env.items():
             m.setenv(key, value)
         assert config.load(airflow_cfg=False).endpoints == task_endpoints
+
+
+def test_the_task_process_hands_the_ids_to_children_that_inherit_its_environment(captured):
+    listener.on_task_instance_running(previous_state="queued", task_instance=make_ti(state="running", map_index=2))
+    inherited = RunContext.from_env(os.environ)
+    assert inherited == RunContext("etl", "load", "manual__2026-11-27T01:00:00+00:00", 1, 2, api.traceparent())
+    assert "OTEL_RESOURCE_ATTRIBUTES" not in os.environ or "dag_id=" not in os.environ["OTEL_RESOURCE_ATTRIBUTES"]
 
 
 def test_job_env_defaults_to_http_when_the_task_names_no_endpoint(captured, monkeypatch):
