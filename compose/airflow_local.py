@@ -1,11 +1,14 @@
-"""Run a real Airflow 3 (SQLite, LocalExecutor) as local processes with the plugin, for tests and the demo.
+"""Run a real Airflow 3 (SQLite, LocalExecutor) as local processes with the plugin, for tests and the demo;
+``Airflow2Local`` does the same for Airflow 2.x (PostgreSQL, the scheduler alone).
 
 Usage::
 
     with AirflowLocal(home=Path(".stack/airflow"), dags=Path("demo/dags"), port=28080) as af:
-        af.start("api-server", "scheduler", "dag-processor")
+        af.start(*af.COMPONENTS)              # api-server, scheduler, dag-processor
         run_id = af.trigger("demo_etl")
         af.wait_for_run("demo_etl", run_id, timeout=180)
+
+    local_for_installed_airflow(home, dags, database_url=...)   # whichever class fits the installed Airflow
 
 Every process gets the same environment: the JWT secret the workers and the api-server share, the Execution
 API URL, the plugin's OTLP endpoint. Logs go to ``<home>/logs/<process>.log``.
@@ -28,7 +31,16 @@ from pathlib import Path
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 
 
+def installed_major() -> int:
+    """The major version of the Airflow installed beside this Python (2 or 3), without importing it."""
+    from importlib.metadata import version
+
+    return int(version("apache-airflow").split(".", 1)[0])
+
+
 class AirflowLocal:
+    COMPONENTS: tuple[str, ...] = ("api-server", "scheduler", "dag-processor")
+
     def __init__(self, home: Path, dags: Path, port: int = 28080, extra_env: dict[str, str] | None = None) -> None:
         self.home = home.resolve()
         self.dags = dags.resolve()
@@ -75,19 +87,28 @@ class AirflowLocal:
     def migrate(self) -> None:
         self.cli("db", "migrate")
 
+    def _migrated(self) -> bool:
+        return (self.home / "airflow.db").exists()
+
     def start(self, *components: str) -> None:
         """Start long-running components (api-server, scheduler, dag-processor); waits for the api-server."""
-        if not (self.home / "airflow.db").exists():
+        if not self._migrated():
             self.migrate()
         for name in components:
-            if name in self.processes and self.processes[name].poll() is None:
-                continue
-            log = open(self.home / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
-            self.processes[name] = subprocess.Popen(
-                [AIRFLOW, name], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            self.spawn(name, [name])
         if "api-server" in components:
             self._wait_http(f"http://127.0.0.1:{self.port}/api/v2/monitor/health", 120)
+
+    def spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start ``airflow <args>`` as process ``name`` (its own session, log in logs/<name>.log), unless running."""
+        if name in self.processes and self.processes[name].poll() is None:
+            return self.processes[name]
+        log = open(self.home / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
+        self.processes[name] = subprocess.Popen(
+            [AIRFLOW, *args], env={**self.env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self.processes[name]
 
     def _wait_http(self, url: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -111,6 +132,12 @@ class AirflowLocal:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
         self.processes.clear()
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a process and everything in its session, as when its container dies (``spawn`` it again)."""
+        proc = self.processes.pop(name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
 
     def api(self, method: str, path: str, body: dict | None = None) -> dict:
         """Call the REST API (the simple auth manager runs with every user an admin, so no token)."""
@@ -167,3 +194,77 @@ class AirflowLocal:
                 return state
             time.sleep(poll)
         raise TimeoutError(f"{dag_id} {run_id} still {state} after {timeout:.0f} s; see {self.home / 'logs'}")
+
+
+class Airflow2Local(AirflowLocal):
+    """Airflow 2.x: the scheduler parses the DAGs and runs the LocalExecutor; there is no api-server. 2.x
+    refuses SQLite with LocalExecutor, so the metadata database is PostgreSQL (``database_url``); runs are
+    triggered with the CLI and read from that database (the REST API would need the webserver)."""
+
+    COMPONENTS = ("scheduler",)
+
+    def __init__(self, home: Path, dags: Path, database_url: str, port: int = 28080,
+                 extra_env: dict[str, str] | None = None) -> None:
+        super().__init__(home, dags, port, {
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
+            "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
+            **(extra_env or {}),
+        })
+        from sqlalchemy import create_engine
+
+        self.engine = create_engine(database_url, pool_pre_ping=True)
+        self.done_migrating = False
+
+    def migrate(self) -> None:
+        super().migrate()
+        self.done_migrating = True
+
+    def _migrated(self) -> bool:
+        return self.done_migrating
+
+    def stop(self) -> None:
+        super().stop()
+        self.engine.dispose()
+
+    def _rows(self, sql: str, **params: object) -> list[dict]:
+        from sqlalchemy import text
+
+        with self.engine.connect() as connection:
+            return [dict(row._mapping) for row in connection.execute(text(sql), params)]
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._rows("SELECT 1 FROM serialized_dag WHERE dag_id = :dag_id", dag_id=dag_id):
+                return
+            time.sleep(2)
+        raise TimeoutError(f"DAG {dag_id} not parsed after {timeout:.0f} s; see {self.home / 'logs'}")
+
+    def trigger(self, dag_id: str, run_id: str | None = None, conf: dict | None = None) -> str:
+        run_id = run_id or f"manual__{secrets.token_hex(8)}"
+        self.cli("dags", "trigger", dag_id, "--run-id", run_id, "--conf", json.dumps(conf or {}))
+        return run_id
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict:
+        rows = self._rows("SELECT state, start_date, end_date FROM dag_run WHERE dag_id = :d AND run_id = :r",
+                          d=dag_id, r=run_id)
+        if not rows:
+            raise LookupError(f"no run {run_id} of {dag_id}")
+        return rows[0]
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        return self._rows(
+            "SELECT task_id, map_index, try_number, state FROM task_instance WHERE dag_id = :d AND run_id = :r",
+            d=dag_id, r=run_id,
+        )
+
+
+def local_for_installed_airflow(home: Path, dags: Path, database_url: str | None = None, port: int = 28080,
+                                extra_env: dict[str, str] | None = None) -> AirflowLocal:
+    """``Airflow2Local`` (needs ``database_url``) under Airflow 2.x, else ``AirflowLocal``."""
+    if installed_major() == 2:
+        if not database_url:
+            raise ValueError("Airflow 2.x needs a database_url (it refuses SQLite with LocalExecutor)")
+        return Airflow2Local(home, dags, database_url, port, extra_env)
+    return AirflowLocal(home, dags, port, extra_env)

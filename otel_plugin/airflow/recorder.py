@@ -12,7 +12,7 @@ from functools import cache
 from otel_plugin import api
 from otel_plugin.airflow import events, reconcile, traces
 from otel_plugin.airflow.metrics import Metrics
-from otel_plugin.airflow.model import DagRunInfo, TaskRun
+from otel_plugin.airflow.model import DagRunInfo, TaskRun, read, state_name
 from otel_plugin.core import errors, pipeline
 from otel_plugin.core.runcontext import RunContext
 
@@ -21,12 +21,17 @@ log = logging.getLogger(__name__)
 # "task" in a worker's task process (flush before exit, bounded); "service" in the scheduler, dag
 # processor, triggerer (flush in the background: their hooks run on the scheduling loop).
 _role: str | None = None
+# The task instance whose running hook fired in this process and no terminal hook yet (see process_stopping).
+_open_task: object | None = None
 
 
 def set_role(component: object) -> None:
+    """3.x task runner: TaskRunnerMarker. 2.x: TaskCommandMarker in both ``airflow tasks run`` processes,
+    then the supervising one also starts a LocalTaskJob (a Job), which stays on the task side."""
     global _role
     name = type(component).__name__
-    _role = "task" if ("TaskRunner" in name or "TaskCommand" in name) else "service"
+    task_side = "TaskRunner" in name or "TaskCommand" in name or getattr(component, "job_type", None) == "LocalTaskJob"
+    _role = "task" if task_side else "service"
 
 
 def _in_task_process(ti: object) -> bool:
@@ -57,7 +62,20 @@ def _emitters() -> _Emitters | None:
     return _emitters_for(pipe) if pipe else None
 
 
+def _close_open_task() -> None:
+    """Airflow 2.x and 3.0 have no skipped hook: a task that skipped itself ends with no terminal hook, and
+    the scheduler's reconciliation leaves it alone (it ran on a worker). Report it from its own process:
+    at the process's end, when the next task starts in it, or at the run's end (in-process runs)."""
+    global _open_task
+    if _open_task is not None and state_name(read(_open_task, "state")) == "skipped":
+        task_finished(_open_task, "running", state="skipped")
+    _open_task = None
+
+
 def task_running(ti: object, previous_state: object) -> None:
+    global _open_task
+    _close_open_task()
+    _open_task = ti
     run = TaskRun.from_airflow(ti, state="running", previous_state=previous_state)
     api.begin_task(run.trace.trace_id, run.span_id,
                    RunContext(run.dag_id, run.task_id, run.run_id, run.try_number, run.map_index))
@@ -67,10 +85,15 @@ def task_running(ti: object, previous_state: object) -> None:
 
 
 def task_finished(ti: object, previous_state: object, state: object = None, error: object = None) -> None:
+    global _open_task
+    # The running hook fired for this task instance in this process: its task code ran here (also in
+    # Airflow 2.x's in-process `dags test`, where nothing else tells).
+    ran_here = ti is _open_task
+    _open_task = None
     out = _emitters()
     if out is None:
         return
-    in_task = _in_task_process(ti)
+    in_task = ran_here or _in_task_process(ti)
     run = (
         TaskRun.from_airflow(ti, state=state, previous_state=previous_state)
         if state
@@ -100,6 +123,7 @@ def dag_run_running(dag_run: object, msg: object) -> None:
 
 
 def dag_run_finished(dag_run: object, msg: object) -> None:
+    _close_open_task()
     info = DagRunInfo.from_airflow(dag_run, str(msg) if msg else None)
     out = _emitters()
     if out is None:
@@ -124,6 +148,7 @@ def dag_run_finished(dag_run: object, msg: object) -> None:
 
 
 def process_stopping() -> None:
+    _close_open_task()
     pipe = pipeline.get() if _role == "task" else None
     if pipe:
         pipe.flush(wait=True, final=True)

@@ -18,7 +18,10 @@ used (read-only filesystem, disk full, owned by another user) and the caller sen
 logged once per process. Files are 0600 in a 0700 directory; symlinks, FIFOs and other special files are
 never followed or opened (``O_NOFOLLOW``, ``O_NONBLOCK`` and an ``fstat`` check).
 
-Renames are atomic, so two processes never send the same file at the same time.
+Renames are atomic, so two processes never send the same file at the same time. A process in another PID
+namespace (the node agent draining the spools of Kubernetes pods) cannot tell whether a pid is alive: it
+passes ``abandoned_after`` and takes over an in-flight file only once it is older than any send can last
+(a send holds its file for one request; the rename that claimed it set the file's ctime).
 """
 
 from __future__ import annotations
@@ -77,9 +80,10 @@ def _size_of(base: str) -> int | None:
 
 
 class Spool:
-    def __init__(self, directory: Path, max_bytes: int) -> None:
+    def __init__(self, directory: Path, max_bytes: int, abandoned_after: float | None = None) -> None:
         self.directory = directory
         self.max_bytes = max_bytes
+        self.abandoned_after = abandoned_after
         self._checked_pid: int | None = None
         self._problem: str | None = None
         self._warned = False
@@ -192,7 +196,7 @@ class Spool:
                     base = name[: -len(_READY)]
                 elif _INFLIGHT in name:
                     base, _, pid = name.partition(_INFLIGHT)
-                    if not pid.isdigit() or int(pid) == me or _pid_alive(int(pid)):
+                    if not pid.isdigit() or int(pid) == me or not self._abandoned(entry, int(pid)):
                         continue
                 else:
                     continue
@@ -206,6 +210,14 @@ class Spool:
                 found.append((base, name))
         found.sort()
         return found
+
+    def _abandoned(self, entry: os.DirEntry, pid: int) -> bool:
+        if self.abandoned_after is None:
+            return not _pid_alive(pid)
+        try:
+            return time.time() - entry.stat(follow_symlinks=False).st_ctime > self.abandoned_after
+        except OSError:
+            return False
 
     def _sweep_tmp(self, name: str) -> None:
         _, sep, pid = name.rpartition(_TMP)

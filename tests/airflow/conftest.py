@@ -1,4 +1,8 @@
-"""Real Airflow for tests: a fresh AIRFLOW_HOME with the test DAGs and the plugin exporting to the stack."""
+"""Real Airflow for tests: a fresh AIRFLOW_HOME with the test DAGs and the plugin exporting to the stack.
+
+The same tests run under whichever Airflow is installed beside the interpreter: 3.x from ``.venv``
+(SQLite) and 2.x from ``.venv-af2`` (``make test-airflow2``; PostgreSQL, which 2.x needs for LocalExecutor).
+"""
 
 from __future__ import annotations
 
@@ -13,13 +17,25 @@ from tests.integration.conftest import stack  # noqa: F401 - the session fixture
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "compose"))
 
-from airflow_local import AirflowLocal  # noqa: E402
+from airflow_local import AirflowLocal, installed_major, local_for_installed_airflow  # noqa: E402
+from local_servers import LocalPostgres  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def airflow(tmp_path_factory, stack) -> Iterator[AirflowLocal]:  # noqa: F811
+def database_url() -> Iterator[str | None]:
+    """PostgreSQL for Airflow 2.x; None (SQLite in AIRFLOW_HOME) for 3.x."""
+    if installed_major() != 2:
+        yield None
+        return
+    with LocalPostgres(port=25432) as postgres:
+        postgres.create_database("airflow")
+        yield postgres.sqlalchemy_url("airflow")
+
+
+@pytest.fixture(scope="session")
+def airflow(tmp_path_factory, stack, database_url) -> Iterator[AirflowLocal]:  # noqa: F811
     home = tmp_path_factory.mktemp("airflow")
-    local = AirflowLocal(home, ROOT / "tests" / "airflow" / "dags", port=28080, extra_env={
+    local = local_for_installed_airflow(home, ROOT / "tests" / "airflow" / "dags", database_url, port=28080, extra_env={
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
         "AIRFLOW__OTEL_PLUGIN__JSON_PATH": str(home / "events.jsonl"),
     })

@@ -1,4 +1,5 @@
-"""The plugin inside real Airflow: in-process (`airflow dags test`) and multi-process (LocalExecutor).
+"""The plugin inside real Airflow: in-process (`airflow dags test`) and multi-process (LocalExecutor), under
+Airflow 3.x (`.venv`) and 2.11 (`.venv-af2`, `make test-airflow2`) alike: same events, spans and counts.
 
 Counts are exact in what was exported: the JSON-lines events every process wrote, the events in
 VictoriaLogs, the spans in Jaeger (one trace, spans from separate worker processes) and the counters in
@@ -52,6 +53,12 @@ def _check_run(airflow, run_id: str, dag_id: str) -> str:
     return run_event["trace_id"]
 
 
+def test_plugin_registers_its_listener(airflow):
+    plugins = json.loads(airflow.cli("plugins", "--output", "json"))
+    (ours,) = [p for p in plugins if p["name"] == "otel_plugin"]
+    assert "otel_plugin.airflow.listener" in str(ours["listeners"])
+
+
 def test_dags_test_in_process(airflow):
     out = airflow.cli("dags", "test", DAG, timeout=300, check=False)  # exits 1: the run fails by design
     run_id = next(e["run_id"] for e in map(json.loads, (airflow.home / "events.jsonl").read_text().splitlines())
@@ -64,7 +71,7 @@ def test_dags_test_in_process(airflow):
 def test_multi_process_run_is_one_trace_with_exact_counts(airflow):
     failed_before = stackutil.prom_value(
         f'sum(airflow_otel_task_instance_finished_total{{dag_id="{DAG_MP}",task_id="mapped",state="failed"}})') or 0
-    airflow.start("api-server", "scheduler", "dag-processor")
+    airflow.start(*airflow.COMPONENTS)
     airflow.wait_for_dag(DAG_MP)
     run_id = airflow.trigger(DAG_MP, run_id=f"mp_{uuid.uuid4().hex[:8]}")
     assert airflow.wait_for_run(DAG_MP, run_id, timeout=300) == "failed"

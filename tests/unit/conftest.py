@@ -79,6 +79,7 @@ def captured(tmp_path, monkeypatch) -> Iterator[Captured]:
     pipe = pipeline.Pipeline(cfg, span_exporter=spans, log_exporter=logs, metric_reader=reader)
     pipeline.install(pipe)
     monkeypatch.setattr(recorder, "_role", "task")
+    monkeypatch.setattr(recorder, "_open_task", None)
     api.begin_task(None, None)
     yield Captured(pipe, spans, logs, reader)
     pipeline.install(None)

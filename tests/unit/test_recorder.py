@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from types import SimpleNamespace
 
 from opentelemetry.trace import StatusCode
 
@@ -232,3 +233,36 @@ def test_ids_whose_str_raises_still_produce_the_event(captured):
     listener.on_task_instance_success(previous_state="running", task_instance=make_ti(dag_id=BadId()))
     (event,) = captured.events()
     assert event["dag_id"].startswith("<unprintable") and event["state"] == "success"
+
+
+def test_a_self_skip_without_a_skipped_hook_is_reported_when_the_task_process_stops(captured):
+    """Airflow 2.x and 3.0: AirflowSkipException sets the state and fires no hook; before_stopping does."""
+    ti = make_ti(state="running", end_date=None)
+    listener.on_task_instance_running(previous_state="queued", task_instance=ti)
+    ti.state, ti.end_date = "skipped", T0 + dt.timedelta(seconds=1)
+    listener.before_stopping(component=object())
+    assert [e["state"] for e in captured.events()] == ["running", "skipped"]
+    assert [a["state"] for a, _ in captured.points(contract.TASK_FINISHED.name)] == ["skipped"]
+
+
+def test_a_task_with_its_terminal_hook_is_not_reported_again_at_stop(captured):
+    ti = make_ti(state="running", end_date=None)
+    listener.on_task_instance_running(previous_state="queued", task_instance=ti)
+    ti.state = "skipped"
+    listener.on_task_instance_skipped(previous_state="running", task_instance=ti)  # 3.1+
+    listener.before_stopping(component=object())
+    assert [e["state"] for e in captured.events()] == ["running", "skipped"]
+
+
+def test_airflow2_local_task_job_keeps_the_task_role(monkeypatch):
+    monkeypatch.setattr(recorder, "_role", None)
+
+    class TaskCommandMarker:
+        pass
+
+    job = SimpleNamespace(job_type="LocalTaskJob")  # 2.x: a Job starts after the TaskCommandMarker
+    recorder.set_role(TaskCommandMarker())
+    recorder.set_role(job)
+    assert recorder._role == "task"
+    recorder.set_role(SimpleNamespace(job_type="SchedulerJob"))
+    assert recorder._role == "service"

@@ -287,3 +287,18 @@ def test_credentials_in_the_endpoint_url_are_never_logged(
     assert "s3cr3t-pw" not in repr(endpoint)
     ((headers, _),) = server.requests  # the credentials went as Basic auth, as the SDK's exporter does
     assert headers["Authorization"] == "Basic " + base64.b64encode(b"etl:s3cr3t-pw").decode()
+
+
+def test_spool_of_another_pid_namespace_is_taken_over_by_age_not_pid(tmp_path):
+    """--abandoned-after (the node agent draining pods' spools): an in-flight file whose process id would
+    read as gone is left alone while it is younger than the bound, and taken over once older."""
+    writer = Spool(tmp_path, 2**20)
+    path = writer.write_inflight("logs", b"x")
+    dead = path.with_name(path.name.rsplit("-", 1)[0] + "-999999999")  # no such pid on this host
+    path.rename(dead)
+
+    assert list(Spool(tmp_path, 2**20, abandoned_after=600).claim()) == []
+    assert dead.exists()
+    time.sleep(0.05)
+    (claimed,) = Spool(tmp_path, 2**20, abandoned_after=0.01).claim()
+    assert claimed.signal == "logs" and claimed.payload == b"x"

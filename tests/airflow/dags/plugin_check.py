@@ -3,7 +3,11 @@
 import datetime as dt
 
 from airflow.exceptions import AirflowSkipException
-from airflow.sdk import dag, task
+
+try:
+    from airflow.sdk import dag, task
+except ImportError:  # Airflow 2.x
+    from airflow.decorators import dag, task
 
 
 def plugin_check():
