@@ -189,7 +189,10 @@ class AirflowLocal:
         deadline = time.monotonic() + timeout
         state = None
         while time.monotonic() < deadline:
-            state = self.run_state(dag_id, run_id)
+            try:
+                state = self.run_state(dag_id, run_id)
+            except (TimeoutError, urllib.error.URLError):  # one slow answer of a loaded api-server: ask again
+                continue
             if state in ("success", "failed"):
                 return state
             time.sleep(poll)
