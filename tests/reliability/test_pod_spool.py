@@ -55,7 +55,7 @@ def test_node_replayer_delivers_what_a_killed_pod_left_in_flight(tmp_path: Path,
 
     # The agent hangs; the pod is killed while its exit flush waits for it (logs and spans in flight).
     with h.BlackHole() as hole:
-        pod = start_pod(spec, h.plugin_env(pod_dir, hole.url, budget=30.0))
+        pod = start_pod(spec, h.plugin_env(pod_dir, hole.url, budget=10.0))
         try:
             su.wait_until(lambda: {n.split(".")[1] for n in inflight(pod_dir)}, ok=lambda s: {"logs", "traces"} <= s,
                           timeout=180, interval=0.2, what="the pod's exports in flight")
