@@ -82,9 +82,20 @@ public final class OtelJavaJob {
         span.end();
       }
     } finally {
-      // Flushes the last metric delta and the span. Bounded: a job must not hang on a hung Collector
-      // (each export is bounded too, by OTEL_EXPORTER_OTLP_TIMEOUT).
-      sdk.shutdown().join(5, TimeUnit.SECONDS);
+      // Flushes the last metric delta and the span (exported in parallel, each bounded by the exporter
+      // timeout). Bounded here too: a job must not hang at exit on a hung Collector. What is not sent by
+      // then is lost: a plain SDK keeps no spool.
+      sdk.shutdown().join(exportTimeoutMillis() + 1000, TimeUnit.MILLISECONDS);
+    }
+  }
+
+  /** OTEL_EXPORTER_OTLP_TIMEOUT in milliseconds (the SDK's default: 10 s). */
+  static long exportTimeoutMillis() {
+    String raw = System.getenv("OTEL_EXPORTER_OTLP_TIMEOUT");
+    try {
+      return raw == null || raw.isBlank() ? 10_000 : Long.parseLong(raw.trim());
+    } catch (NumberFormatException e) {
+      return 10_000;
     }
   }
 }
