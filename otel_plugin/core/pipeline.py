@@ -35,6 +35,8 @@ from otel_plugin.core.transport import (
     OtlpMetricExporter,
     OtlpSpanExporter,
     Sender,
+    collecting,
+    deliver,
     replay,
 )
 
@@ -151,9 +153,11 @@ class Pipeline:
             until = time.monotonic() + budget
             DEADLINE.set(until)
             try:
-                for provider in (self.tracer_provider, self.logger_provider, self.meter_provider):
-                    if provider is not None:
-                        provider.force_flush()
+                with collecting() as queued:  # every signal reaches the spool before any request is made
+                    for provider in (self.tracer_provider, self.logger_provider, self.meter_provider):
+                        if provider is not None:
+                            provider.force_flush()
+                deliver(queued)
                 if self.spool.has_pending():
                     replay(self.spool, self.senders, until)
             except Exception:

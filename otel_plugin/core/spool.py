@@ -9,9 +9,11 @@ or ``python -m otel_plugin replay``, sends it again. File states, by suffix:
 - ``.<name>.tmp-<pid>``: being written by that process; removed once that process is gone.
 
 File names are ``<time_ns>-<random>-<size>.<signal>``: the size in the name lets the cap be enforced
-without a ``stat`` per file. A small ledger file (``.size``, under ``flock``) keeps the running total, so
-no flush lists or stats the whole directory however large the backlog is; the directory is listed only
-when the ledger says the cap is exceeded (and then trimmed to 90 % of it, so that happens rarely).
+without a ``stat`` per file. A small ledger file (``.size``, under ``flock``) keeps the total of the ready
+files, so no flush lists or stats the whole directory however large the backlog is; the directory is
+listed only when the ledger says the cap is exceeded (and then trimmed to 90 % of it, so that happens
+rarely). A payload delivered at once never touches the ledger: the healthy path costs one file written
+and removed.
 
 The spool is an optimisation that may fail: ``write_inflight`` returns None when the directory cannot be
 used (read-only filesystem, disk full, owned by another user) and the caller sends from memory; that is
@@ -151,13 +153,12 @@ class Spool:
             _unlink(tmp)  # never leave a half-written file behind, outside the cap
             self._fall_back(f"{type(exc).__name__}: {exc.strerror or exc}")
             return None
-        self._account(len(payload))
         return path
 
     def done(self, path: Path | None) -> None:
-        """The payload at ``path`` was delivered (or dropped for good): forget it."""
-        if path is not None and _unlink(path):
-            self._account(-(_size_of(path.name.split(_INFLIGHT, 1)[0]) or 0))
+        """The payload at ``path`` (in flight, so not in the ledger) was delivered or dropped: forget it."""
+        if path is not None:
+            _unlink(path)
 
     def release(self, path: Path | None) -> None:
         """Give an undelivered payload back for later delivery, and keep the spool under its cap."""
@@ -171,7 +172,13 @@ class Spool:
         except OSError as exc:
             log.warning("otel_plugin: could not return %s to the spool (%s)", path.name, exc.strerror)
             return
-        if self._account(0) > self.max_bytes:
+        size = _size_of(name)
+        if size is None:
+            try:
+                size = os.stat(path.with_name(name + _READY), follow_symlinks=False).st_size
+            except OSError:
+                size = 0
+        if self._account(size) > self.max_bytes:
             self._trim()
 
     # -- redelivery ------------------------------------------------------------------------------------
@@ -238,6 +245,8 @@ class Spool:
             payload = _read_regular(claimed)
             if payload is None:
                 continue
+            if name.endswith(_READY):  # no longer ready: out of the ledger until released again
+                self._account(-len(payload))
             yield Claimed(base.rsplit(".", 1)[-1], claimed, payload)
 
     def has_pending(self) -> bool:
@@ -280,16 +289,15 @@ class Spool:
             os.close(fd)  # releases the lock
 
     def _listing(self) -> list[tuple[str, int]]:
-        """(name, size) of every payload file (ready and in flight), oldest first."""
+        """(name, size) of every ready payload file, oldest first."""
         files = []
         try:
             with os.scandir(self.directory) as entries:
                 for entry in entries:
                     name = entry.name
-                    if name.startswith(".") or not (name.endswith(_READY) or _INFLIGHT in name):
+                    if name.startswith(".") or not name.endswith(_READY):
                         continue
-                    base = name[: -len(_READY)] if name.endswith(_READY) else name.split(_INFLIGHT, 1)[0]
-                    size = _size_of(base)
+                    size = _size_of(name[: -len(_READY)])
                     if size is None:
                         try:
                             size = entry.stat(follow_symlinks=False).st_size
@@ -312,7 +320,7 @@ class Spool:
         for name, size in files:
             if total <= self.max_bytes * _TRIM_TO:
                 break
-            if name.endswith(_READY) and _unlink(self.directory / name):
+            if _unlink(self.directory / name):
                 total -= size
                 dropped += 1
         self._account(0, absolute=total)

@@ -8,6 +8,7 @@ in the spool for later delivery instead of being retried in the task's exit path
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.client
 import logging
@@ -17,7 +18,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
@@ -78,6 +80,30 @@ class Deadline:
 
 
 DEADLINE = Deadline()
+_collecting = threading.local()
+
+
+@contextlib.contextmanager
+def collecting() -> Iterator[list[tuple[Sender, Path | None, bytes]]]:
+    """Within a flush, in the flushing thread: exports only write their payload to the spool (local, fast)
+    and queue it; ``deliver`` sends the queue afterwards. So every signal is spooled before the first
+    request can hang, and no thread is started per request on a task's exit path."""
+    queue: list[tuple[Sender, Path | None, bytes]] = []
+    _collecting.queue = queue
+    try:
+        yield queue
+    finally:
+        _collecting.queue = None
+
+
+def deliver(queue: list[tuple[Sender, Path | None, bytes]]) -> None:
+    """Send what ``collecting`` queued, in this thread (the flush thread, itself bounded by its join)."""
+    _collecting.inline = True
+    try:
+        for sender, path, payload in queue:
+            sender.finish(path, sender.post(payload))
+    finally:
+        _collecting.inline = False
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -104,7 +130,15 @@ class Sender:
         """True if delivered (or permanently rejected and logged); False if kept in the spool (or lost,
         when the spool cannot be written: then it was sent from memory, and the log says so)."""
         path = self.spool.write_inflight(self.signal, payload)
-        if self.post(payload):
+        queue = getattr(_collecting, "queue", None)
+        if queue is not None:
+            queue.append((self, path, payload))
+            return False  # not delivered yet: spooled, and sent by the flush right after
+        return self.finish(path, self.post(payload))
+
+    def finish(self, path: Path | None, delivered: bool) -> bool:
+        """Forget a delivered (or dropped) payload; give an undelivered one back to the spool."""
+        if delivered:
             self.spool.done(path)
             return True
         if path is None:
@@ -115,18 +149,21 @@ class Sender:
 
     def post(self, payload: bytes, timeout: float | None = None) -> bool:
         """True if accepted (or permanently rejected and logged)."""
-        return self.attempt(payload, timeout) != RETRY
+        return self.attempt(payload, timeout, inline=getattr(_collecting, "inline", False)) != RETRY
 
-    def attempt(self, payload: bytes, timeout: float | None = None) -> str:
+    def attempt(self, payload: bytes, timeout: float | None = None, inline: bool = False) -> str:
         """OK, REJECTED (never acceptable: logged) or RETRY, within ``timeout`` and the flush deadline.
 
         The request runs in its own thread and is abandoned at its deadline: a DNS lookup or a server
-        trickling one byte at a time is not bounded by the socket timeout, and must not hold the flush.
+        trickling one byte at a time is not bounded by the socket timeout, and must not hold the caller.
+        ``inline``: in this thread, for a caller that is itself abandoned at its deadline (the flush).
         """
         timeout = DEADLINE.remaining(self.timeout if timeout is None else timeout)
         host = urllib.parse.urlsplit(self.endpoint.url).netloc
         if timeout < _MIN_ATTEMPT_S or time.monotonic() < _down_until.get(host, 0.0):
             return RETRY
+        if inline:
+            return self._request(payload, timeout, host)
         result: list[str] = []
         worker = threading.Thread(target=lambda: result.append(self._request(payload, timeout, host)),
                                   name=f"otel_plugin-{self.signal}", daemon=True)
