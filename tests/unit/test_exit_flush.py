@@ -20,7 +20,8 @@ from .conftest import make_ti
 from .test_spool import BACKLOG, backlog
 
 BUDGET = 1.0
-# Three joins may each outlast the deadline by pipeline.JOIN_GRACE_S (0.25 s); the rest is slack for a machine loaded 25-fold (thread wake-ups late).
+# Three joins may each outlast the deadline by pipeline.JOIN_GRACE_S (0.25 s); the rest is slack for a
+# machine loaded 25-fold (thread wake-ups come late).
 BOUND = BUDGET + 3 * 0.25 + 1.5
 
 
