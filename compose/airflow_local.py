@@ -97,7 +97,7 @@ class AirflowLocal:
         for name in components:
             self.spawn(name, [name])
         if "api-server" in components:
-            self._wait_http(f"http://127.0.0.1:{self.port}/api/v2/monitor/health", 120)
+            self._wait_http(f"http://127.0.0.1:{self.port}/api/v2/monitor/health", 300)  # minutes on a loaded machine
 
     def spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start ``airflow <args>`` as process ``name`` (its own session, log in logs/<name>.log), unless running."""
