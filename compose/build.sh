@@ -2,7 +2,7 @@
 # Builds the stack's Go binaries from their published modules (versions in compose/versions.env) and
 # caches them outside the repo, keyed by version, so a second run is instant.
 #
-#   compose/build.sh [name ...]     build what is missing (default: collector prometheus victorialogs jaeger)
+#   compose/build.sh [name ...]     build what is missing (default: collector prometheus alertmanager victorialogs jaeger)
 #   compose/build.sh --path name    print the cached binary's path (built or not) and exit
 #
 # Names: collector prometheus victorialogs jaeger promtool (rule checks) statsd_exporter (benchmarks).
@@ -16,7 +16,7 @@ CACHE=${AIRFLOW_OTEL_CACHE:-$HOME/.cache/airflow-otel}
 BIN=$CACHE/bin
 WORK=$CACHE/work
 LOGS=$CACHE/logs
-DEFAULT_NAMES=(collector prometheus victorialogs jaeger)
+DEFAULT_NAMES=(collector prometheus alertmanager victorialogs jaeger)
 
 export GOTOOLCHAIN=local          # fail fast instead of fetching another Go
 export GOFLAGS='-trimpath -buildvcs=false'
@@ -32,6 +32,7 @@ bin_path() {
       echo "$BIN/otelcol-airflow-$OTELCOL_VERSION-$hash" ;;
     prometheus) echo "$BIN/prometheus-$PROMETHEUS_VERSION" ;;
     promtool) echo "$BIN/promtool-$PROMETHEUS_VERSION" ;;
+    alertmanager) echo "$BIN/alertmanager-$ALERTMANAGER_VERSION" ;;
     victorialogs) echo "$BIN/victoria-logs-$VICTORIALOGS_VERSION" ;;
     jaeger) echo "$BIN/jaeger-$JAEGER_VERSION" ;;
     statsd_exporter) echo "$BIN/statsd_exporter-$STATSD_EXPORTER_VERSION" ;;
@@ -92,6 +93,7 @@ build_one() {
       wrapper_build "$PROMETHEUS_MODULE" "$PROMETHEUS_VERSION" "$PROMETHEUS_MODULE/cmd/promtool" \
         netgo,remove_all_sd "$out" ;;
     victorialogs) go_install "$VICTORIALOGS_MODULE@$VICTORIALOGS_VERSION" "$out" ;;
+    alertmanager) go_install "$ALERTMANAGER_MODULE/cmd/alertmanager@$ALERTMANAGER_VERSION" "$out" ;;
     jaeger) wrapper_build "$JAEGER_MODULE" "$JAEGER_VERSION" "$JAEGER_MODULE/cmd/jaeger" "" "$out" ;;
     statsd_exporter) go_install "$STATSD_EXPORTER_MODULE@$STATSD_EXPORTER_VERSION" "$out" ;;
   esac

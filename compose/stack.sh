@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Native launcher for the stack that runs here without Docker: our Collector, Prometheus, VictoriaLogs and
-# Jaeger v2 as local background processes, from the repo's configs and the binaries compose/build.sh makes.
+# Native launcher for the stack that runs here without Docker: our Collector, Prometheus, Alertmanager,
+# VictoriaLogs and Jaeger v2 as local background processes, from the repo's configs and the binaries compose/build.sh makes.
 #
 #   compose/stack.sh up              build what is missing, start everything, wait until ready, print URLs
 #   compose/stack.sh down            stop everything (data is kept)
@@ -17,7 +17,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STACK_DIR=$(realpath -m "${STACK_DIR:-$ROOT/.stack}")
 COLLECTOR_OVERLAY=${COLLECTOR_OVERLAY:-local}
 WAIT_SECONDS=${STACK_WAIT_SECONDS:-90}
-SERVICES=(victorialogs jaeger prometheus collector) # start order: stores before the Collector feeding them
+# Start order: stores before the Collector feeding them, Alertmanager before the Prometheus sending to it.
+SERVICES=(victorialogs jaeger alertmanager prometheus collector)
 BUILD=$ROOT/compose/build.sh
 
 # VictoriaLogs has no config file: its flags are here, in one place.
@@ -30,6 +31,7 @@ ports() {
   case $1 in
     collector) echo 4317 4318 4319 13133 8888 8889 ;;
     prometheus) echo 9090 ;;
+    alertmanager) echo 9093 ;;
     victorialogs) echo 9428 ;;
     jaeger) echo 14317 14318 16685 16686 13134 ;;
   esac
@@ -39,6 +41,7 @@ health_url() {
   case $1 in
     collector) echo http://127.0.0.1:13133/ ;;
     prometheus) echo http://127.0.0.1:9090/-/ready ;;
+    alertmanager) echo http://127.0.0.1:9093/-/ready ;;
     victorialogs) echo http://127.0.0.1:9428/health ;;
     jaeger) echo http://127.0.0.1:13134/status ;;
   esac
@@ -50,6 +53,7 @@ Collector    OTLP gRPC 127.0.0.1:4317, OTLP HTTP http://127.0.0.1:4318, health h
              metrics for Prometheus http://127.0.0.1:8889/metrics (scraped; also pushed to Prometheus's OTLP
              endpoint), internal hop 127.0.0.1:4319 (gRPC), own telemetry http://127.0.0.1:8888/metrics
 Prometheus   http://127.0.0.1:9090  (API only: the module build has no web UI assets; OTLP in: /api/v1/otlp)
+Alertmanager http://127.0.0.1:9093  (API v2: /api/v2/alerts; receivers: alertmanager/alertmanager.yml)
 VictoriaLogs http://127.0.0.1:9428  (LogsQL: /select/logsql/query)
 Jaeger       http://127.0.0.1:16686 (HTTP API: /api/traces), gRPC 127.0.0.1:16685
 Logs and data: $STACK_DIR
@@ -69,12 +73,18 @@ command_of() {
       # otlp-receiver: the Collector pushes metrics here from its disk queue. created-timestamp-zero-ingestion:
       # a counter series starts with a 0 sample at its start time, so its first increment (and the first
       # after a Collector restart) counts in increase()/rate() (why: prometheus/prometheus.yml).
+      # exemplar-storage: keeps the trace ids the duration histograms carry (a slow bucket links to its trace).
       printf '%s\n' "$bin" --config.file="$ROOT/prometheus/prometheus.yml" \
         --storage.tsdb.path="$STACK_DIR/prometheus/data" \
         --storage.tsdb.retention.time="$PROMETHEUS_RETENTION" \
         --web.listen-address=127.0.0.1:9090 \
         --web.enable-otlp-receiver \
-        --enable-feature=created-timestamp-zero-ingestion ;;
+        --enable-feature=created-timestamp-zero-ingestion,exemplar-storage ;;
+    alertmanager)
+      # An empty cluster address: a single instance, no gossip port (HA pairs would set it and list peers).
+      printf '%s\n' "$bin" --config.file="$ROOT/alertmanager/alertmanager.yml" \
+        --storage.path="$STACK_DIR/alertmanager/data" \
+        --web.listen-address=127.0.0.1:9093 --cluster.listen-address= ;;
     victorialogs)
       printf '%s\n' "$bin" -storageDataPath="$STACK_DIR/victorialogs/data" \
         -httpListenAddr=127.0.0.1:9428 -retentionPeriod="$VICTORIALOGS_RETENTION" ;;

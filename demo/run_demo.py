@@ -210,6 +210,30 @@ def report_queries(names: list[str], runs: dict[str, str], window: str) -> None:
             say(f"  {dialect:<8} {text}")
 
 
+ALERTMANAGER = os.environ.get("ALERTMANAGER_URL", "http://127.0.0.1:9093")
+
+
+def demo_alerts() -> list[dict]:
+    """Alertmanager's active alerts about the demo DAGs (GET /api/v2/alerts)."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{ALERTMANAGER}/api/v2/alerts", timeout=10) as response:
+        return [a for a in json.load(response) if a["labels"].get("dag_id") in DAGS]
+
+
+def report_alerts() -> None:
+    heading("Alerts that fired (Prometheus rules -> Alertmanager; routed by severity, grouped by dag_id)")
+    # demo_zero_rows is the one alert the demo must raise; wait for it, then show everything about the demo.
+    wait_until("the 0-rows alert in Alertmanager",
+               lambda: any(a["labels"]["alertname"] == "AirflowTaskZeroRows" for a in demo_alerts()))
+    for a in sorted(demo_alerts(), key=lambda a: (a["labels"]["dag_id"], a["labels"]["alertname"])):
+        receivers = ",".join(r["name"] for r in a.get("receivers", []))
+        say(f"  {a['labels']['alertname']:<24} {a['labels']['severity']:<8} -> {receivers:<8} "
+            f"{a['annotations'].get('summary', '')}")
+    say("Delivery: alertmanager/alertmanager.yml (webhooks per severity; replace with your pager or chat).")
+
+
 GRAFANA_NOTE = """\
 Grafana is not run on this machine (AGPL; no Docker engine here). With Docker,
   docker compose -f compose/docker-compose.yml up -d --build
@@ -264,6 +288,7 @@ def main() -> int:
         report_runs(found, states)
         used += report_zero_rows(prom, logs, runs, window, at)
         report_queries(list(dict.fromkeys([*used, *lookup.PASTE_QUERIES])), runs, window)
+        report_alerts()
         heading("Grafana")
         say(GRAFANA_NOTE)
         step("Stopping Airflow")

@@ -21,11 +21,16 @@ with warnings.catch_warnings():
 
 GROUP = "airflow-otel"
 FOLDER = "Airflow"
-INTERVAL_SECONDS = 60
-# Defaults for every DAG; copy a rule with a dag_id filter for a DAG that needs its own.
+INTERVAL_SECONDS = 60  # Grafana's evaluation interval; the Prometheus group uses prometheus.yml's global one
+# Defaults for every DAG; copy a rule with a dag_id filter for a DAG that needs its own. Freshness and stuck
+# runs need no per-DAG rule: their deadlines come from each DAG's own schedule (otel_plugin/airflow/schedule.py).
 FAILURE_RATIO = 0.2
-EXPECTED_SUCCESS_WITHIN = "26h"  # a daily DAG, with two hours of slack
+FINAL_FAILURES = 2  # final task failures of one task within an hour above which it alerts
 EXPECTED_RUN_SECONDS = 3600
+SCHEDULER_SILENT_SECONDS = 180  # six missed schedule reports at the default 30 s
+# The latest deadline survives this long without a new report (a Collector restart while the scheduler is
+# down); longer windows cost Prometheus more samples per evaluation.
+DEADLINE_WINDOW = "1h"
 assert EXPECTED_RUN_SECONDS in contract.DURATION_BUCKETS, "a bucket boundary: p95 > it is then exact"
 
 _OPS = {">": "gt", "<": "lt"}
@@ -55,13 +60,31 @@ class Alert:
 
 
 ALERTS = (
+    Alert("AirflowDagLate", "airflow-otel-dag-late", "DAG should have succeeded by now and has not",
+          "dag_late_seconds", DEADLINE_WINDOW, ">", 0,
+          "{{ $labels.dag_id }}: should have succeeded {{ $value | humanizeDuration }} ago and has not "
+          "(late, failed or not started)", severity="critical"),
+    Alert("AirflowDagRunStuck", "airflow-otel-dag-run-stuck", "DAG run running far longer than usual",
+          "dag_run_overdue_seconds", DEADLINE_WINDOW, ">", 0,
+          "{{ $labels.dag_id }}: a run is still running {{ $value | humanizeDuration }} past 3x its usual "
+          "duration"),
+    Alert("AirflowDagImportError", "airflow-otel-dag-import-error", "DAG file fails to import",
+          "dag_file_import_errors", "10m", ">", 0,
+          "{{ $labels.filename }} fails to import: its DAGs are not scheduled", severity="critical"),
+    Alert("AirflowSchedulerSilent", "airflow-otel-scheduler-silent", "Scheduler stopped reporting",
+          "scheduler_silent_seconds", "1d", ">", SCHEDULER_SILENT_SECONDS,
+          f"no schedule report from the scheduler for over {SCHEDULER_SILENT_SECONDS} s (down or stuck)",
+          severity="critical"),
     Alert("AirflowDagFailureRatio", "airflow-otel-dag-failure-ratio", "DAG failure ratio above threshold",
           "dag_failure_ratio", "1h", ">", FAILURE_RATIO,
           f"{{{{ $labels.dag_id }}}}: more than {FAILURE_RATIO:.0%} of its runs in the last hour failed"),
-    Alert("AirflowDagNoSuccess", "airflow-otel-dag-no-success", "DAG did not succeed within its expected time",
-          "dag_run_successes", EXPECTED_SUCCESS_WITHIN, "<", 1,
-          f"{{{{ $labels.dag_id }}}}: no successful run in the last {EXPECTED_SUCCESS_WITHIN} (failed, late or "
-          "not started)", severity="critical"),
+    Alert("AirflowTaskFailures", "airflow-otel-task-failures", "Task failed finally more than allowed",
+          "task_failures", "1h", ">", FINAL_FAILURES,
+          f"{{{{ $labels.dag_id }}}} / {{{{ $labels.task_id }}}}: more than {FINAL_FAILURES} final failures "
+          "in the last hour"),
+    Alert("AirflowDataCheckFailed", "airflow-otel-data-check-failed", "Data check failed",
+          "failed_checks", "1h", ">", 0,
+          "{{ $labels.dag_id }} / {{ $labels.task_id }}: data check {{ $labels.check }} failed"),
     Alert("AirflowDagRunSlow", "airflow-otel-dag-run-slow", "DAG runs slower than expected",
           "dag_run_duration_p95", "1h", ">", EXPECTED_RUN_SECONDS,
           f"{{{{ $labels.dag_id }}}}: p95 run duration above {EXPECTED_RUN_SECONDS} s"),
@@ -109,4 +132,5 @@ def prometheus_rules() -> dict[str, Any]:
         "for": alert.pending, "labels": {"severity": alert.severity, "service": contract.SERVICE_NAME},
         "annotations": {"summary": alert.summary},
     } for alert in ALERTS]  # fmt: skip
-    return {"groups": [{"name": GROUP, "interval": f"{INTERVAL_SECONDS}s", "rules": rules}]}
+    # No group interval: prometheus.yml's evaluation_interval applies (5 s on the shipped stack).
+    return {"groups": [{"name": GROUP, "rules": rules}]}

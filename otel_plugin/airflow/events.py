@@ -17,7 +17,7 @@ from otel_plugin.airflow.model import DagRunInfo, TaskRun
 from otel_plugin.api import Facts
 from otel_plugin.core import contract
 from otel_plugin.core.errors import ErrorInfo
-from otel_plugin.core.sanitize import bound_attributes, clean_text
+from otel_plugin.core.sanitize import bound_attributes, clean_text, safe_str
 
 Attributes = dict[str, object]
 
@@ -108,12 +108,28 @@ def dag_run_attributes(info: DagRunInfo) -> Attributes:
     return _bounded(attrs)
 
 
+def import_error_attributes(filename: object, stacktrace: object) -> Attributes:
+    """A DAG file that failed to import: the file, the error's last line (masked) and the trace's end."""
+    text = clean_text(stacktrace, 1 << 16) if stacktrace else ""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return _bounded({
+        "event": contract.EVENT_IMPORT_ERROR,
+        "filename": safe_str(filename),
+        "state": "failed",
+        "error.type": lines[-1].split(":", 1)[0].strip() if lines else None,
+        "error.message": clean_text(lines[-1] if lines else text),
+        "error.stacktrace": clean_text(text[-4000:], 4000) if text else None,
+    })
+
+
 def _bounded(attrs: Attributes) -> Attributes:
     """Coerced, masked and size-capped; the contract's own fields win over user facts when space runs out."""
     return dict(bound_attributes(attrs, keep_first=_PRIORITY))
 
 
 def _body(attrs: Attributes) -> str:
+    if attrs["event"] == contract.EVENT_IMPORT_ERROR:
+        return clean_text(f"{attrs['event']} {attrs['filename']} error={attrs.get('error.message')}", 1024)
     where = f"{attrs['dag_id']}.{attrs['task_id']}" if "task_id" in attrs else str(attrs["dag_id"])
     text = f"{attrs['event']} {where} {attrs.get('state')} run_id={attrs['run_id']}"
     if "try_number" in attrs:

@@ -42,6 +42,18 @@ def before_stopping(component: object) -> None:
 
 
 @hookimpl
+def on_new_dag_import_error(filename: str, stacktrace: str) -> None:
+    with _guard("on_new_dag_import_error"):
+        _recorder().import_error(filename, stacktrace)
+
+
+@hookimpl
+def on_existing_dag_import_error(filename: str, stacktrace: str) -> None:
+    with _guard("on_existing_dag_import_error"):
+        _recorder().import_error(filename, stacktrace)
+
+
+@hookimpl
 def on_task_instance_running(previous_state: object, task_instance: object) -> None:
     with _guard("on_task_instance_running"):
         _recorder().task_running(task_instance, previous_state)

@@ -41,6 +41,8 @@ class Metrics:
     def __init__(self, meter: Meter) -> None:
         self.instruments: dict[str, Counter | Histogram] = {}
         for metric in contract.METRICS:
+            if metric.kind == "gauge":
+                continue  # the scheduler's schedule report owns them (otel_plugin/airflow/schedule.py)
             instrument: Counter | Histogram
             if metric.kind == "counter":
                 instrument = meter.create_counter(metric.name, unit=metric.unit, description=metric.description)

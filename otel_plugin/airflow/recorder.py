@@ -10,7 +10,7 @@ import logging
 from functools import cache
 
 from otel_plugin import api
-from otel_plugin.airflow import events, reconcile, traces
+from otel_plugin.airflow import events, reconcile, schedule, traces
 from otel_plugin.airflow.metrics import Metrics
 from otel_plugin.airflow.model import DagRunInfo, TaskRun, read, state_name
 from otel_plugin.core import errors, pipeline
@@ -32,6 +32,9 @@ def set_role(component: object) -> None:
     name = type(component).__name__
     task_side = "TaskRunner" in name or "TaskCommand" in name or getattr(component, "job_type", None) == "LocalTaskJob"
     _role = "task" if task_side else "service"
+    pipe = pipeline.get() if _role == "service" else None
+    if pipe is not None and pipe.meter is not None:
+        schedule.start(component, pipe.cfg.schedule_report_interval)  # reports only in the scheduler
 
 
 def _in_task_process(ti: object) -> bool:
@@ -147,7 +150,18 @@ def dag_run_finished(dag_run: object, msg: object) -> None:
     out.pipe.flush(wait=False)
 
 
+def import_error(filename: object, stacktrace: object) -> None:
+    """A DAG file that failed to import (dag processor): one event with the file and the masked error. The
+    alertable per-file gauge comes from the scheduler's schedule report (it also sees the file clear)."""
+    out = _emitters()
+    if out is None or out.events is None:
+        return
+    out.events.write(events.import_error_attributes(filename, stacktrace), None, None)
+    out.pipe.flush(wait=False)
+
+
 def process_stopping() -> None:
+    schedule.stop()
     _close_open_task()
     pipe = pipeline.get() if _role == "task" else None
     if pipe:

@@ -18,6 +18,8 @@ flush_budget       float    2.0                         seconds a task may spend
 export_timeout     float    5.0                         seconds for one background export request
 spool_dir          str      $AIRFLOW_HOME/otel_spool    where failed exports wait for redelivery
 spool_max_mb       int      256                         spool size cap; oldest files go first
+schedule_report_   float    30.0                        seconds between the scheduler's schedule
+interval                                                reports (freshness gauges); 0 turns them off
 =================  =======  ==========================  ============================================
 
 Standard OpenTelemetry variables: ``OTEL_EXPORTER_OTLP_ENDPOINT`` (default ``http://localhost:4318``) and the
@@ -74,6 +76,7 @@ class PluginConfig:
     spool_dir: Path = Path("otel_spool")
     spool_max_bytes: int = 256 * 2**20
     service_name: str = "airflow"
+    schedule_report_interval: float = 30.0
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
 
 
@@ -247,6 +250,7 @@ def _load() -> PluginConfig:
         spool_dir=Path(spool).expanduser() if spool and spool.strip() else _default_spool_dir(),
         spool_max_bytes=int(max_mb * 2**20),
         service_name=os.environ.get("OTEL_SERVICE_NAME", "").strip() or "airflow",
+        schedule_report_interval=_float("schedule_report_interval", 30.0, 0.0, 3600.0),
         endpoints={signal: _endpoint(signal) for signal in SIGNAL_PATHS} if enabled else {},
     )
 

@@ -34,7 +34,7 @@ def is_run_scoped(key: str) -> bool:
 @dataclass(frozen=True)
 class Metric:
     name: str
-    kind: str  # "counter" | "histogram"
+    kind: str  # "counter" | "histogram" | "gauge" (gauges: absolute values, re-sent whole by the scheduler)
     unit: str
     attributes: tuple[str, ...]
     description: str
@@ -67,9 +67,21 @@ TASK_BYTES = Metric("airflow.otel.task.bytes", "counter", "By", (*TASK, "directi
                     "Bytes a task reported reading or writing (direction: read, written)")
 TASK_CHECKS = Metric("airflow.otel.task.checks", "counter", "{check}", (*TASK, "check", "result"),
                      "Data checks a task reported (result: passed, failed)")
+# Schedule-aware gauges, sent by the scheduler from Airflow's database (otel_plugin/airflow/schedule.py).
+DAG_SUCCESS_DEADLINE = Metric("airflow.otel.dag.success_deadline", "gauge", "s", ("dag_id",),
+                              "Unix time by which the DAG should have succeeded again (0: none expected)")
+DAG_RUN_DEADLINE = Metric("airflow.otel.dag.run_deadline", "gauge", "s", ("dag_id",),
+                          "Unix time by which the DAG's oldest running run should have ended (0: none)")
+DAG_USUAL_DURATION = Metric("airflow.otel.dag.usual_duration", "gauge", "s", ("dag_id",),
+                            "Longest of the DAG's last 5 successful runs")
+SCHEDULER_HEARTBEAT = Metric("airflow.otel.scheduler.heartbeat", "gauge", "s", (),
+                             "Unix time of the scheduler's latest schedule report")
+DAG_FILE_IMPORT_ERROR = Metric("airflow.otel.dag_file.import_error", "gauge", "{error}", ("filename",),
+                               "1 while the DAG file fails to import, 0 once it parses again")
 
 METRICS = (TASK_FINISHED, TASK_RETRIES, TASK_DURATION, TASK_ZERO_ROWS, DAG_RUN_FINISHED, DAG_RUN_DURATION,
-           TASK_ROWS, TASK_BYTES, TASK_CHECKS)
+           TASK_ROWS, TASK_BYTES, TASK_CHECKS, DAG_SUCCESS_DEADLINE, DAG_RUN_DEADLINE, DAG_USUAL_DURATION,
+           SCHEDULER_HEARTBEAT, DAG_FILE_IMPORT_ERROR)
 
 # Seconds: from sub-second sensors pokes to day-long backfills.
 DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
@@ -77,6 +89,7 @@ DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 
 # Events (OTLP log records): the value of the ``event`` attribute, and the fields each kind carries.
 EVENT_TASK = "task_instance"
 EVENT_DAG_RUN = "dag_run"
+EVENT_IMPORT_ERROR = "dag_import_error"  # a DAG file that failed to import: filename, error.message
 COMMON_FIELDS = ("event", "dag_id", "run_id", "run_type", "state", "previous_state", "start_time", "end_time",
                  "duration_s", "trace_id", "span_id", "cicd.pipeline.name", "cicd.pipeline.run.id",
                  "cicd.pipeline.result")
@@ -85,6 +98,7 @@ TASK_FIELDS = ("task_id", "try_number", "max_tries", "map_index", "hostname", "o
                "bytes_read", "bytes_written", "zero_rows", "checks_failed", "cicd.pipeline.task.name",
                "cicd.pipeline.task.run.id", "cicd.pipeline.task.run.result", "cicd.pipeline.task.run.url.full")
 DAG_RUN_FIELDS = ("reason",)
+IMPORT_ERROR_FIELDS = ("event", "filename", "state", "error.type", "error.message", "error.stacktrace")
 # Open-ended families: one field per check or fact the task recorded.
 FIELD_PREFIXES = ("check.", "fact.", "metric.")
 

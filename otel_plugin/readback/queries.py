@@ -64,6 +64,10 @@ DAG_RUN_FINISHED = contract.DAG_RUN_FINISHED.prometheus
 DAG_RUN_DURATION = contract.DAG_RUN_DURATION.prometheus
 TASK_ROWS = contract.TASK_ROWS.prometheus
 TASK_CHECKS = contract.TASK_CHECKS.prometheus
+DAG_SUCCESS_DEADLINE = contract.DAG_SUCCESS_DEADLINE.prometheus
+DAG_RUN_DEADLINE = contract.DAG_RUN_DEADLINE.prometheus
+DAG_FILE_IMPORT_ERROR = contract.DAG_FILE_IMPORT_ERROR.prometheus
+SCHEDULER_HEARTBEAT = contract.SCHEDULER_HEARTBEAT.prometheus
 
 FilterValue = str | tuple[str, ...]
 
@@ -107,6 +111,18 @@ class HistogramQuantile:
 
 
 @dataclass(frozen=True)
+class LatestGauge:
+    """``max by (by) (last_over_time(gauge{...}[window]))``: a gauge's latest value, kept over the window
+    (so a value survives a Collector restart or a sender that died). With ``overdue``, the seconds since a
+    Unix-time deadline instead, for deadlines above 0 (0 means none expected):
+    ``time() - max by (by) (last_over_time(gauge{...}[window]) > 0)``."""
+
+    metric: str
+    by: tuple[str, ...]
+    overdue: bool = False
+
+
+@dataclass(frozen=True)
 class EventList:
     """Event records matching ``where``, oldest first; ``columns`` empty means every field."""
 
@@ -130,11 +146,12 @@ class TraceSearch:
     errors_only: bool = False
 
 
-Spec = CounterIncrease | IncreaseRatio | HistogramQuantile | EventList | EventCount | TraceSearch
+Spec = CounterIncrease | IncreaseRatio | HistogramQuantile | LatestGauge | EventList | EventCount | TraceSearch
 _SIGNAL_OF_SPEC: dict[type, Signal] = {
     CounterIncrease: "metrics",
     IncreaseRatio: "metrics",
     HistogramQuantile: "metrics",
+    LatestGauge: "metrics",
     EventList: "logs",
     EventCount: "logs",
     TraceSearch: "traces",
@@ -217,6 +234,14 @@ CATALOGUE: tuple[Query, ...] = (
     Query("failed_checks", "Failed data checks per DAG, task and check over the window",
           ("dag_id", "task_id"),
           CounterIncrease(TASK_CHECKS, ("dag_id", "task_id", "check"), (_is("result", "failed"),))),
+    Query("dag_late_seconds", "Seconds since each DAG should have succeeded again (negative: not yet due)",
+          ("dag_id",), LatestGauge(DAG_SUCCESS_DEADLINE, ("dag_id",), overdue=True)),
+    Query("dag_run_overdue_seconds", "Seconds since each DAG's oldest running run should have ended",
+          ("dag_id",), LatestGauge(DAG_RUN_DEADLINE, ("dag_id",), overdue=True)),
+    Query("scheduler_silent_seconds", "Seconds since the scheduler's latest schedule report",
+          (), LatestGauge(SCHEDULER_HEARTBEAT, (), overdue=True)),
+    Query("dag_file_import_errors", "DAG files failing to import (1) or parsing again (0)",
+          (), LatestGauge(DAG_FILE_IMPORT_ERROR, ("filename",))),
     # Traces: Jaeger and Tempo.
     Query("run_trace", "The trace of one DAG run", ("dag_id", "run_id"), TraceSearch(),
           required=("dag_id", "run_id")),
@@ -348,6 +373,10 @@ def _promql(spec: Spec, bound: Mapping[str, _Bound], window: str) -> str:
         num = _promql_increase(spec.numerator, bound, window)
         den = _promql_increase(spec.denominator, bound, window)
         return f"({num} or {den} * 0) / {den}"  # 0, not no data, for a group with no numerator series
+    if isinstance(spec, LatestGauge):
+        latest = f"last_over_time({_selector(spec.metric, _conditions((), bound))}[{window}])"
+        agg = f"max by ({', '.join(spec.by)})" if spec.by else "max"
+        return f"time() - {agg} ({latest} > 0)" if spec.overdue else f"{agg} ({latest})"
     assert isinstance(spec, HistogramQuantile)
     buckets = _selector(f"{spec.histogram}_bucket", _conditions((), bound))
     by = ", ".join((*spec.by, "le"))

@@ -81,6 +81,8 @@ def test_every_bind_mount_exists_in_the_repo(compose, variant: str) -> None:
         "collector/config.yaml",
         "collector/overlays",
         "prometheus/prometheus.yml",
+        "grafana/prometheus",
+        "alertmanager/alertmanager.yml",
         "jaeger/jaeger.yaml",
         "loki/loki.yaml",
         "tempo/tempo.yaml",
@@ -134,7 +136,7 @@ def test_grafana_stack_profile_adds_loki_and_tempo_only(compose) -> None:
     profiled = {name for name, s in compose["services"].items() if "grafana-stack" in s.get("profiles", [])}
     assert profiled == {"loki", "tempo"}
     unprofiled = {name for name, s in compose["services"].items() if not s.get("profiles")}
-    assert unprofiled == {"collector", "prometheus", "victorialogs", "jaeger", "grafana", "airflow"}
+    assert unprofiled == {"collector", "prometheus", "alertmanager", "victorialogs", "jaeger", "grafana", "airflow"}
 
 
 def _flag_names(args: list[str]) -> set[str]:
@@ -150,7 +152,7 @@ def _native_flags(service: str) -> set[str]:
     return _flag_names(re.findall(r"(?<=\s)(-{1,2}[\w.-]+(?:=\S*)?)", branch[1]))
 
 
-@pytest.mark.parametrize("service", ["prometheus", "victorialogs"])
+@pytest.mark.parametrize("service", ["prometheus", "alertmanager", "victorialogs"])
 def test_flags_are_the_native_launchers(compose, service: str) -> None:
     """Same features and retention as compose/stack.sh (values differ only in paths and addresses)."""
     native = _native_flags(service)

@@ -21,6 +21,12 @@ RULES = outputs.GRAFANA_DIR / outputs.PROMETHEUS_RULES
 FINISHED = "airflow_otel_dag_run_finished_total"
 DURATION = "airflow_otel_dag_run_duration_seconds_bucket"
 ZERO_ROWS = "airflow_otel_task_instance_zero_rows_total"
+TASKS = "airflow_otel_task_instance_finished_total"
+CHECKS = "airflow_otel_task_checks_total"
+DEADLINE = "airflow_otel_dag_success_deadline_seconds"
+RUN_DEADLINE = "airflow_otel_dag_run_deadline_seconds"
+IMPORT_ERROR = "airflow_otel_dag_file_import_error"
+HEARTBEAT = "airflow_otel_scheduler_heartbeat_seconds"
 LABELS = {"service": "airflow"}
 
 
@@ -41,16 +47,21 @@ def promtool() -> str:
 
 
 SUMMARIES = {
+    "AirflowDagLate": "{dag_id}: should have succeeded {value} ago and has not (late, failed or not started)",
+    "AirflowDagRunStuck": "{dag_id}: a run is still running {value} past 3x its usual duration",
+    "AirflowDagImportError": "{filename} fails to import: its DAGs are not scheduled",
+    "AirflowSchedulerSilent": "no schedule report from the scheduler for over 180 s (down or stuck)",
     "AirflowDagFailureRatio": "{dag_id}: more than 20% of its runs in the last hour failed",
-    "AirflowDagNoSuccess": "{dag_id}: no successful run in the last 26h (failed, late or not started)",
+    "AirflowTaskFailures": "{dag_id} / {task_id}: more than 2 final failures in the last hour",
+    "AirflowDataCheckFailed": "{dag_id} / {task_id}: data check {check} failed",
     "AirflowDagRunSlow": "{dag_id}: p95 run duration above 3600 s",
     "AirflowTaskZeroRows": "{dag_id} / {task_id} succeeded while processing 0 rows",
 }
 
 
-def _alert(name: str, severity: str = "warning", **labels: str) -> dict:
+def _alert(name: str, severity: str = "warning", value: str = "", **labels: str) -> dict:
     return {"exp_labels": {**LABELS, "severity": severity, **labels},
-            "exp_annotations": {"summary": SUMMARIES[name].format(**labels)}}
+            "exp_annotations": {"summary": SUMMARIES[name].format(value=value, **labels)}}
 
 
 def _series(metric: str, values: str, **labels: str) -> dict:
@@ -73,17 +84,51 @@ TESTS = [
         {"eval_time": "10m", "alertname": "AirflowTaskZeroRows",
          "exp_alerts": [_alert("AirflowTaskZeroRows", dag_id="etl", task_id="load")]},
         {"eval_time": "90m", "alertname": "AirflowTaskZeroRows", "exp_alerts": []},  # more than 1h ago
-        {"eval_time": "100m", "alertname": "AirflowDagNoSuccess", "exp_alerts": []},
     ]},
-    {"interval": "10m", "input_series": [
-        _series(FINISHED, "0+1x200", dag_id="daily", state="success"),
-        _series(FINISHED, "1+0x200", dag_id="stuck", state="success"),  # last success before the window
-        _series(FINISHED, "0+1x200", dag_id="stuck", state="failed"),
-        _series(FINISHED, "0+1x200", dag_id="broken", state="failed"),  # never succeeded: 0, not no data
+    # Deadlines are Unix times; promtool's clock starts at 0, so a deadline of 600 is "at minute 10".
+    {"interval": "1m", "input_series": [
+        _series(DEADLINE, "600x30", dag_id="late"),  # due at 10m, never moves: the scheduler is gone
+        _series(DEADLINE, "600x5 _x25", dag_id="gap"),  # the same, and the series vanished at 6m
+        _series(DEADLINE, "600x8 4200x20", dag_id="on_time"),  # succeeded at 8m: the next run is due at 70m
+        _series(DEADLINE, "0x30", dag_id="paused"),  # paused, unscheduled or muted: 0
+        _series(DEADLINE, "604800x30", dag_id="weekly"),  # mid-week: due in 7 days
+        _series(RUN_DEADLINE, "0x4 360x30", dag_id="stuck"),  # a run started at 4m may take until 6m
+        _series(RUN_DEADLINE, "0x4 360x2 0x30", dag_id="finished"),  # ... and ended at 6m
+        _series(RUN_DEADLINE, "0x30", dag_id="idle"),
     ], "alert_rule_test": [
-        {"eval_time": "27h", "alertname": "AirflowDagNoSuccess", "exp_alerts": [
-            _alert("AirflowDagNoSuccess", "critical", dag_id="broken"),
-            _alert("AirflowDagNoSuccess", "critical", dag_id="stuck")]},
+        {"eval_time": "10m", "alertname": "AirflowDagLate", "exp_alerts": []},  # due, not past due
+        {"eval_time": "12m", "alertname": "AirflowDagLate", "exp_alerts": [
+            _alert("AirflowDagLate", "critical", "2m 0s", dag_id="gap"),
+            _alert("AirflowDagLate", "critical", "2m 0s", dag_id="late")]},
+        {"eval_time": "5m", "alertname": "AirflowDagRunStuck", "exp_alerts": []},
+        {"eval_time": "8m", "alertname": "AirflowDagRunStuck", "exp_alerts": [
+            _alert("AirflowDagRunStuck", value="2m 0s", dag_id="stuck")]},
+    ]},
+    {"interval": "1m", "input_series": [
+        _series(IMPORT_ERROR, "0x2 1x10 0x30", filename="/dags/broken.py"),  # broken at 3m, fixed at 13m
+        _series(IMPORT_ERROR, "0x40", filename="/dags/fine.py"),
+        _series(HEARTBEAT, "0+60x10 _x30"),  # reports every minute until 10m, then the scheduler dies
+    ], "alert_rule_test": [
+        {"eval_time": "2m", "alertname": "AirflowDagImportError", "exp_alerts": []},
+        {"eval_time": "5m", "alertname": "AirflowDagImportError", "exp_alerts": [
+            _alert("AirflowDagImportError", "critical", filename="/dags/broken.py")]},
+        {"eval_time": "14m", "alertname": "AirflowDagImportError", "exp_alerts": []},  # parses again: clears
+        {"eval_time": "12m", "alertname": "AirflowSchedulerSilent", "exp_alerts": []},
+        {"eval_time": "14m", "alertname": "AirflowSchedulerSilent", "exp_alerts": [
+            _alert("AirflowSchedulerSilent", "critical")]},
+    ]},
+    {"interval": "1m", "input_series": [
+        _series(TASKS, "0+1x60", dag_id="etl", task_id="load", state="failed"),  # one final failure a minute
+        _series(TASKS, "0 1 2x60", dag_id="etl", task_id="extract", state="failed"),  # two: at the threshold
+        _series(TASKS, "0+5x60", dag_id="etl", task_id="extract", state="up_for_retry"),  # retries: not final
+        _series(CHECKS, "0 1x60", dag_id="etl", task_id="load", check="has_rows", result="failed"),
+        _series(CHECKS, "0+1x60", dag_id="etl", task_id="load", check="positive", result="passed"),
+    ], "alert_rule_test": [
+        {"eval_time": "10m", "alertname": "AirflowTaskFailures", "exp_alerts": [
+            _alert("AirflowTaskFailures", dag_id="etl", task_id="load")]},
+        {"eval_time": "10m", "alertname": "AirflowDataCheckFailed", "exp_alerts": [
+            _alert("AirflowDataCheckFailed", dag_id="etl", task_id="load", check="has_rows")]},
+        {"eval_time": "70m", "alertname": "AirflowDataCheckFailed", "exp_alerts": []},
     ]},
     {"interval": "1m", "input_series": [
         *[_series(DURATION, values, dag_id="slow", le=le) for le, values in
