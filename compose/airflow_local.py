@@ -90,14 +90,15 @@ class AirflowLocal:
     def _migrated(self) -> bool:
         return (self.home / "airflow.db").exists()
 
-    def start(self, *components: str) -> None:
-        """Start long-running components (api-server, scheduler, dag-processor); waits for the api-server."""
+    def start(self, *components: str, timeout: float = 300) -> None:  # minutes on a loaded machine
+        """Start long-running components (api-server, scheduler, dag-processor); waits for the api-server
+        (up to ``timeout`` seconds)."""
         if not self._migrated():
             self.migrate()
         for name in components:
             self.spawn(name, [name])
         if "api-server" in components:
-            self._wait_http(f"http://127.0.0.1:{self.port}/api/v2/monitor/health", 300)  # minutes on a loaded machine
+            self._wait_http(f"http://127.0.0.1:{self.port}/api/v2/monitor/health", timeout)
 
     def spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start ``airflow <args>`` as process ``name`` (its own session, log in logs/<name>.log), unless running."""

@@ -24,7 +24,8 @@ from grafana.generator import alerts
 from otel_plugin.airflow import schedule
 from otel_plugin.core import contract
 from tests import alerting
-from tests.stackutil import COLLECTOR_OTLP_HTTP, PROMETHEUS, wait_until
+from tests.stackutil import COLLECTOR_OTLP_HTTP, PROMETHEUS, Gate, prom_query, run_processes, wait_until
+from tests.stackutil import stack as stack_sh
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +103,37 @@ def test_a_past_success_deadline_pages_with_the_dag_id_and_a_past_run_deadline_w
     reporter.report(schedule.Snapshot([], set()))  # the DAG is gone: 0, the alerts resolve
     reader.force_flush()
     provider.shutdown()
+
+
+def _report_in_process(gate: Gate, dag_id: str, deadline_ago: float) -> None:
+    """One process, as one scheduler: its own MeterProvider (own service.instance.id) sends one report."""
+    provider, reader = _provider()
+    gate.wait()
+    due = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=deadline_ago)
+    # With the allowance for a 10 s usual duration (30 s minimum), the deadline is due + 30 s.
+    schedule.Reporter(provider.get_meter("otel_plugin")).report(
+        schedule.Snapshot([schedule.DagState(dag_id, next_after_success=due, durations=(10.0,))], set()))
+    reader.force_flush()
+    provider.shutdown()
+
+
+def test_deadline_gauges_from_many_processes_are_one_series_and_survive_a_collector_restart(stack):
+    """Three "schedulers" report the same deadline: one series, one value. The Collector then restarts with
+    no scheduler left to report again: the alert keeps firing (the rule reads last_over_time)."""
+    dag_id = f"restart_{uuid.uuid4().hex[:8]}"
+    run_processes(_report_in_process, [(dag_id, 600.0)] * 3)
+    selector = f'{contract.DAG_SUCCESS_DEADLINE.prometheus}{{dag_id="{dag_id}"}}'
+    series = wait_until(lambda: prom_query(selector), timeout=60, what=selector)
+    assert len(series) == 1, series  # three processes, one series: process identity is stripped
+    late = lambda: [a for a in alerting.prometheus_alerts("AirflowDagLate")  # noqa: E731
+                    if a["labels"]["dag_id"] == dag_id and a["state"] == "firing"]  # fmt: skip
+    wait_until(late, timeout=60, what=f"AirflowDagLate firing for {dag_id}")
+
+    stack_sh("stop", "collector")
+    stack_sh("start", "collector")
+    restarted = time.time()
+    # The exporter forgot the gauge; Prometheus marks the series stale at its next scrape. The alert stays.
+    wait_until(lambda: not prom_query(selector), timeout=60, what=f"{selector} gone after the restart")
+    for _ in range(4):
+        assert late(), f"AirflowDagLate for {dag_id} stopped firing {time.time() - restarted:.0f} s after the restart"
+        time.sleep(5)
