@@ -171,7 +171,7 @@ def _import_error_files(execute: object) -> Iterable[str]:  # pragma: no cover -
     try:
         from airflow.models.errors import ParseImportError
     except ImportError:
-        from airflow.models.errors import ImportError as ParseImportError  # type: ignore[no-redef]
+        from airflow.models.errors import ImportError as ParseImportError  # type: ignore[no-redef,attr-defined]
     for error in execute(select(ParseImportError)).scalars():  # type: ignore[operator]
         yield file_name(error)
 
