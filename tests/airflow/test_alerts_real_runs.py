@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ MINUTELY = f"alert_minutely_{SUFFIX}"
 HANG = f"alert_hang_{SUFFIX}"
 ZERO_ROWS = f"demo_zero_rows_{SUFFIX}"
 INTERVAL = 60.0  # MINUTELY's schedule
+PORT = 28090
 
 DAGS = f'''
 import time
@@ -106,11 +108,13 @@ def deployment(tmp_path_factory, webhook):
     (dags / "demo_dags.py").write_text(demo.replace("demo_zero_rows", ZERO_ROWS))
     broken = dags / f"broken_{SUFFIX}.py"
     broken.write_text(BROKEN)
-    local = AirflowLocal(home, dags, port=28090, extra_env={
+    local = AirflowLocal(home, dags, port=PORT, extra_env={
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
         "AIRFLOW__OTEL_PLUGIN__SCHEDULE_REPORT_INTERVAL": "5",
     })  # fmt: skip
     local.migrate()
+    with socket.socket() as probe:  # a stale api-server there would answer for another database
+        assert probe.connect_ex(("127.0.0.1", PORT)) != 0, f"port {PORT} is taken: stop what listens there"
     try:
         # The api-server first (tasks need its Execution API); a loaded CI machine may take minutes to start it.
         local.start("api-server", timeout=420)
