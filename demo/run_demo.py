@@ -259,7 +259,7 @@ def main() -> int:
             f"Starting Airflow (api-server, scheduler, dag-processor; LocalExecutor) at http://127.0.0.1:{port}, "
             f"home {HOME.relative_to(ROOT)}, logs {(HOME / 'logs').relative_to(ROOT)}"
         )
-        af.start("api-server", "scheduler", "dag-processor")
+        af.start("api-server", "scheduler", "dag-processor", timeout=420)  # a loaded machine starts it slowly
         for dag_id in DAGS:
             af.wait_for_dag(dag_id)
         step("Airflow is up and has parsed the five demo DAGs")
