@@ -2,7 +2,8 @@
 
 Runs the scenarios in one process, prints each table as it is produced and writes them, with the machine,
 versions, load and command, into the section of ``--out`` that belongs to the mode (a quick run replaces
-the quick section and leaves a full run's section alone, and the other way round).
+the quick section and leaves a full run's section alone, and the other way round; a run with ``--only``
+has a section of its own per mode and set of scenarios).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO
 
-from . import cardinality, concurrency, drive, overhead, peers, throughput
+from . import cardinality, concurrency, drive, jobs, overhead, peers, throughput
 from .common import ROOT, Context, Table, load_average, machine
 
 # name: (run, whether it needs the Pushgateway / StatsD exporter / benchmark Prometheus)
@@ -29,6 +30,7 @@ SCENARIOS = {
     "cardinality": (cardinality.run, True),
     "overhead": (overhead.run, False),
     "throughput": (throughput.run, False),
+    "jobs": (jobs.run, True),
 }
 RESULTS = Path(__file__).with_name("RESULTS.md")
 LOCK = Path(tempfile.gettempdir()) / "airflow-otel-bench.lock"
@@ -68,20 +70,21 @@ def _versions(bench: peers.Peers | None) -> dict[str, str]:
     return found
 
 
-def _section(ctx: Context, command: str, facts: dict[str, str], versions: dict[str, str],
+def _section(key: str, command: str, facts: dict[str, str], versions: dict[str, str],
              tables: list[Table]) -> str:
-    lines = [f"<!-- {ctx.mode} begin -->", f"## {ctx.mode.capitalize()} mode", "",
-             f"Command: `{command}`", ""]
+    mode, _, only = key.partition(", ")
+    title = f"## {mode.capitalize()} mode" + (f", {only}" if only else "")
+    lines = [f"<!-- {key} begin -->", title, "", f"Command: `{command}`", ""]
     lines += [f"- {key}: {value}" for key, value in facts.items()]
     lines += ["", "Versions: " + "; ".join(f"{k} {v}" for k, v in versions.items()), ""]
     lines += [table.markdown() for table in tables]
-    lines.append(f"<!-- {ctx.mode} end -->")
+    lines.append(f"<!-- {key} end -->")
     return "\n".join(lines) + "\n"
 
 
-def _write(out: Path, mode: str, section: str) -> None:
+def _write(out: Path, key: str, section: str) -> None:
     text = out.read_text() if out.exists() else PREAMBLE
-    pattern = re.compile(rf"<!-- {mode} begin -->.*?<!-- {mode} end -->\n", re.S)
+    pattern = re.compile(rf"<!-- {re.escape(key)} begin -->.*?<!-- {re.escape(key)} end -->\n", re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
     out.write_text(text)
 
@@ -147,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     facts["whole run"] = f"{time.monotonic() - started:.0f} s; load average at end {load_average()}"
     facts["all CPUs busy during the run (every process on the machine)"] = (
         f"{(busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]):.0%}")
-    _write(args.out, ctx.mode, _section(ctx, command, facts, _versions(bench), tables))
+    # A run of some scenarios only (--only) gets its own section and leaves the mode's full section alone.
+    key = ctx.mode + (f", only {' + '.join(names)}" if args.only else "")
+    _write(args.out, key, _section(key, command, facts, _versions(bench), tables))
     print(f"results written to {args.out}")
     lock.close()
     return 1 if failures else 0

@@ -15,7 +15,7 @@ import datetime as dt
 import os
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -72,9 +72,11 @@ def trace_ids(runs: Iterable[Run]) -> set[int]:
 
 
 @contextlib.contextmanager
-def plugin_env(spool_dir: Path, endpoint: str = stackutil.COLLECTOR_OTLP_HTTP, **options: object) -> Iterator[None]:
-    """Configure the plugin through its documented env vars (``AIRFLOW__OTEL_PLUGIN__*``, OTel's endpoint)."""
-    values = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "AIRFLOW__OTEL_PLUGIN__SPOOL_DIR": str(spool_dir)}
+def plugin_env(spool_dir: Path, endpoint: str = stackutil.COLLECTOR_OTLP_HTTP, env: Mapping[str, str] | None = None,
+               **options: object) -> Iterator[None]:
+    """Configure the plugin through its documented env vars (``AIRFLOW__OTEL_PLUGIN__*``, OTel's endpoint),
+    plus any other variables in ``env`` (a job's run context, say)."""
+    values = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "AIRFLOW__OTEL_PLUGIN__SPOOL_DIR": str(spool_dir), **(env or {})}
     values |= {f"AIRFLOW__OTEL_PLUGIN__{key.upper()}": str(value) for key, value in options.items()}
     saved = {key: os.environ.get(key) for key in values}
     os.environ.update(values)

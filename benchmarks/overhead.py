@@ -56,18 +56,22 @@ def _hook_times(n: int, plugin: bool) -> dict[str, list[float]]:
     return times
 
 
-def _exit_delays(kind: str, trials: int) -> list[float | None]:
-    """Seconds from the end of the task's work to the process being gone; None: killed at the timeout.
-    One trial at a time: parallel trials on 2 cores inflated every column (measured: 1.5 s instead of
-    0.4 s without any plugin)."""
+def exit_delays(kind: str, trials: int, program: str = "benchmarks.taskexit",
+                failures: list[int] | None = None) -> list[float | None]:
+    """Seconds from the end of the work of a process (``python -m <program> <kind>``, which prints when its
+    work ends) to the process being gone; None: killed at the timeout. One trial at a time: parallel trials
+    on 2 cores inflated every column (measured: 1.5 s instead of 0.4 s without any plugin). Non-zero exit
+    codes are appended to ``failures`` when given."""
     delays: list[float | None] = []
     for _ in range(trials):
-        proc = subprocess.Popen([sys.executable, "-m", "benchmarks.taskexit", kind], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", program, kind], cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = proc.stdout.readline() if proc.stdout else ""
         try:
-            proc.wait(TRIAL_TIMEOUT_S)
+            code = proc.wait(TRIAL_TIMEOUT_S)
             delays.append(time.time() - float(line) if line.strip() else None)
+            if code and failures is not None:
+                failures.append(code)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -75,7 +79,7 @@ def _exit_delays(kind: str, trials: int) -> list[float | None]:
     return delays
 
 
-def _summary(delays: list[float | None]) -> str:
+def summary(delays: list[float | None]) -> str:
     done = [d for d in delays if d is not None]
     if not done:
         return f"> {TRIAL_TIMEOUT_S:.0f} s (all killed)"
@@ -84,7 +88,7 @@ def _summary(delays: list[float | None]) -> str:
     return text + (f", {killed} killed at {TRIAL_TIMEOUT_S:.0f} s" if killed else "")
 
 
-def _added(delays: list[float | None], baseline: list[float | None]) -> str:
+def added(delays: list[float | None], baseline: list[float | None]) -> str:
     done, base = [d for d in delays if d is not None], [d for d in baseline if d is not None]
     if not base:
         return "n/a"
@@ -118,9 +122,9 @@ def run(ctx: Context, _bench: peers.Peers | None) -> list[Table]:
                       "accepting, never answering": f"http://127.0.0.1:{hole}"}
         for name, endpoint in conditions.items():
             with drive.plugin_env(spool, endpoint=endpoint):
-                none, plugin, sdk = (_exit_delays(kind, trials) for kind in ("none", "plugin", "sdk"))
-                exits.rows.append([name, _summary(none), _summary(plugin), _summary(sdk),
-                                   f"{_added(plugin, none)} / {_added(sdk, none)}"])
+                none, plugin, sdk = (exit_delays(kind, trials) for kind in ("none", "plugin", "sdk"))
+                exits.rows.append([name, summary(none), summary(plugin), summary(sdk),
+                                   f"{added(plugin, none)} / {added(sdk, none)}"])
     exits.notes += [
         "Delay = from the moment the task's work ends (printed by the task process) until the process is gone "
         "(the parent's waitpid returns): the end hook or the SDK's record calls, then atexit handlers. Median "

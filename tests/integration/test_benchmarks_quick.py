@@ -13,7 +13,7 @@ from tests.stackutil import ROOT
 pytestmark = pytest.mark.stack
 
 TABLES = ("Concurrency:", "Cardinality, Pushgateway", "Cardinality, this pipeline", "Overhead: time each",
-          "Overhead: task-exit delay", "Throughput:")
+          "Overhead: task-exit delay", "Throughput:", "Jobs: K batch jobs", "Jobs: exit delay")
 
 
 def test_quick_mode_prints_every_table(stack, tmp_path) -> None:
@@ -27,3 +27,5 @@ def test_quick_mode_prints_every_table(stack, tmp_path) -> None:
     assert "## Quick mode" in written and "Concurrency:" in written
     # The quick mode's own claim about this pipeline: K failures at once end up as exactly K.
     assert "this pipeline 100 of 100" in written, written
+    # ... and K jobs pushing the same application metric (5 rows each) add up: 100 jobs, 500 rows.
+    assert "push_to_collector 500 of 500" in written, written
