@@ -27,12 +27,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-venv: $(VENV)/.installed ## create .venv with the plugin (editable), Airflow 3.3.2 and the test tools
+venv: $(VENV)/.installed ## create .venv with the plugin (editable), Airflow 3.3.2, the test tools and Spark
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,spark]'
 	touch $@
 
 test: venv venv-airflow2 apt-deps stack-up ## set up everything (venvs, stack) and run every test

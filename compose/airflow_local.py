@@ -58,6 +58,10 @@ class AirflowLocal:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            # A task's supervisor gives up on the api-server after 5 tries of 5 s by default and fails the task:
+            # on 2 cores shared with Spark JVMs (demo_spark, the e2e Spark test) and other tests, the api-server
+            # was measured answering later than that. 30 s per try.
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(port),
@@ -68,6 +72,10 @@ class AirflowLocal:
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
             "AIRFLOW__CORE__PARALLELISM": "8",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+            # Spark DAGs (demo_spark, the e2e Spark test): spark-submit and the python3 its driver runs come
+            # from this venv (pyspark, the plugin), and Spark runs in-process on one core.
+            "PATH": f"{Path(AIRFLOW).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "AIRFLOW_CONN_SPARK_LOCAL": json.dumps({"conn_type": "spark", "host": "local[1]"}),
             **(extra_env or {}),
         }
 
@@ -193,7 +201,8 @@ class AirflowLocal:
         return sum(max(ti["try_number"], 1) for ti in self.task_instances(dag_id, run_id))
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300, poll: float = 2) -> str:
-        """Wait until the run finishes; returns its final state."""
+        """Wait until the run finishes; returns its final state. An api-server that answers no poll within its
+        30 s (a machine loaded far beyond its cores) only delays the answer, until the deadline."""
         deadline = time.monotonic() + timeout
         state = None
         while time.monotonic() < deadline:

@@ -1,10 +1,11 @@
 """The demo behind ``make demo``: real Airflow runs the demo DAGs, then a report is read back from the stores.
 
 Starts Airflow 3 (api-server, scheduler, dag-processor, LocalExecutor, SQLite) with the plugin under
-``.stack/airflow``, triggers the five DAGs of ``demo/dags``, prints one line per task state change until
+``.stack/airflow``, triggers the six DAGs of ``demo/dags``, prints one line per task state change until
 they finish, then reads everything back: per-DAG counts from Prometheus, each run's timeline from
-VictoriaLogs and trace from Jaeger (through ``otel_plugin.readback.lookup``), the "succeeded with 0 rows" findings,
-and every query used, in each dialect. Airflow is stopped at the end; the stack keeps running.
+VictoriaLogs and trace from Jaeger (through ``otel_plugin.readback.lookup``), the Spark job's own metrics
+(through the job side), the "succeeded with 0 rows" findings, and every query used, in each dialect.
+Airflow is stopped at the end; the stack keeps running.
 
 Usage (the stack must be up: ``make stack-up``)::
 
@@ -29,9 +30,13 @@ sys.path.insert(0, str(ROOT / "compose"))
 
 from airflow_local import AirflowLocal  # noqa: E402
 
-DAGS = ("demo_etl", "demo_zero_rows", "demo_flaky", "demo_mapped", "demo_failure_and_skip")
+DAGS = ("demo_etl", "demo_zero_rows", "demo_flaky", "demo_mapped", "demo_failure_and_skip", "demo_spark")
+# demo_spark's job (a PySpark driver, demo/dags/demo_spark.py): its event and spans beyond the tries', and
+# the counters it sends through the job side.
+JOB_EXTRAS = {"demo_spark": (1, 3)}  # (events: the job's; spans: the job's and its 2 stages')
+JOB_METRICS = ("rows_processed_total", "orders_rejected_total")
 HOME = ROOT / ".stack" / "airflow"
-RUN_TIMEOUT = 300.0  # seconds for all five runs (about a minute here)
+RUN_TIMEOUT = 600.0  # seconds for all six runs (about a minute here; Spark's JVM is the slowest)
 LANDING_TIMEOUT = 60.0  # seconds for the telemetry of finished runs to be queryable
 POLL = 2.0
 HEARTBEAT = 10.0  # seconds without a state change before a "still waiting" line
@@ -118,7 +123,9 @@ def wait_until(what: str, probe: Callable[[], bool]) -> None:
 def landed(found: lookup.RunLookup, tries: int) -> bool:
     terminal = [e for e in found.events if e.state != "running"]
     spans = [s for spans in found.traces.values() for s in spans or []]
-    return len(terminal) == tries + 1 and len(spans) == tries + 1  # + the DAG run's own event and span
+    events, job_spans = JOB_EXTRAS.get(found.dag_id, (0, 0))
+    # + the DAG run's own event and span
+    return len(terminal) == tries + 1 + events and len(spans) == tries + 1 + job_spans
 
 
 def last_scrape(prom: Prometheus) -> float:
@@ -163,6 +170,23 @@ def report_counts(prom: Prometheus, window: str, at: float) -> list[str]:
     say("(The window runs from the last scrape before the runs to the first that saw them all, and is evaluated")
     say(" there, so increase() extrapolates by at most a millisecond: values are rounded to whole counts.)")
     return used
+
+
+def job_metrics(prom: Prometheus, window: str, at: float) -> dict[str, float]:
+    """What the Spark job of demo_spark counted during the demo, per metric (increase over the window)."""
+    found = {}
+    for name in JOB_METRICS:
+        result = prom.query(f'sum(increase({name}{{dag_id="demo_spark"}}[{window}]))', at=at)
+        found[name] = round(float(result[0]["value"][1])) if result else 0
+    return found
+
+
+def report_job_metrics(prom: Prometheus, window: str, at: float) -> None:
+    heading("A job's own metrics: the PySpark driver of demo_spark, through the job side (otel_plugin.job)")
+    for name, value in job_metrics(prom, window, at).items():
+        say(f"{name:<26}{{dag_id=\"demo_spark\", task_id=\"count_orders\"}}  +{value} during the demo")
+    say("The job's event (fact.rows_read, metric.* totals) and spans (job count_orders, its stages) are in")
+    say("demo_spark's timeline and trace below.")
 
 
 def report_runs(found: dict[str, lookup.RunLookup], states: dict[str, str]) -> None:
@@ -262,7 +286,7 @@ def main() -> int:
         af.start("api-server", "scheduler", "dag-processor", timeout=420)  # a loaded machine starts it slowly
         for dag_id in DAGS:
             af.wait_for_dag(dag_id)
-        step("Airflow is up and has parsed the five demo DAGs")
+        step("Airflow is up and has parsed the six demo DAGs")
         first_scrape = last_scrape(prom)
         runs = {dag_id: af.trigger(dag_id) for dag_id in DAGS}
         step("Triggered: " + ", ".join(f"{d} ({r})" for d, r in runs.items()))
@@ -282,9 +306,12 @@ def main() -> int:
 
         wait_until("events and traces", all_landed)
         wait_until("Prometheus counters", lambda: runs_counted(prom, first_scrape))
+        wait_until("the Spark job's counters",
+                   lambda: all(job_metrics(prom, *exact_window(prom, first_scrape)).values()))
         window, at = exact_window(prom, first_scrape)
         step("Reading the report back from the stores")
         used = report_counts(prom, window, at)
+        report_job_metrics(prom, window, at)
         report_runs(found, states)
         used += report_zero_rows(prom, logs, runs, window, at)
         report_queries(list(dict.fromkeys([*used, *lookup.PASTE_QUERIES])), runs, window)
