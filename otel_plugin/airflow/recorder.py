@@ -85,6 +85,7 @@ def task_running(ti: object, previous_state: object) -> None:
     out = _emitters()
     if out and out.events:
         out.events.write(events.task_attributes(run), run.start, traces.task_context(run))
+        out.pipe.flush(wait=False)  # nothing exports in the background between flushes (pipeline docstring)
 
 
 def task_finished(ti: object, previous_state: object, state: object = None, error: object = None) -> None:
@@ -123,6 +124,7 @@ def dag_run_running(dag_run: object, msg: object) -> None:
     if out and out.events:
         attrs = events.dag_run_attributes(dataclasses.replace(info, end=None))
         out.events.write(attrs, info.start, traces.span_context(info.trace.trace_id, info.trace.root_span_id))
+        out.pipe.flush(wait=False)
 
 
 def dag_run_finished(dag_run: object, msg: object) -> None:

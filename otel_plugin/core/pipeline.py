@@ -3,6 +3,19 @@
 Airflow sets (and force-resets) the *global* providers for its own OTel support, so the plugin never reads
 or sets them: it keeps one private TracerProvider, LoggerProvider and MeterProvider per process, created
 lazily on first use and again after a fork (task processes are forked from the executor).
+
+Fork safety (issue 17). Airflow forks from processes where the pipeline lives: the LocalExecutor forks its
+workers from the scheduler (and from ``airflow dags test --use-executor``), workers fork task processes, the
+dag-processor forks a parser per file. So nothing of ours runs between flushes, and nothing crosses a fork:
+
+- no background thread: spans and events wait in a plain list (``_Held``) until a flush exports them, instead
+  of the SDK's batch processors, whose worker threads the SDK re-creates in *every* forked child
+  (``os.register_at_fork``) along with a resource re-detection on a thread pool;
+- the providers' own after-fork handlers are disabled: a child never uses its parent's providers;
+- a fork waits (at most the flush budget) for a flush this process has in flight, so no export, spool file,
+  lock or half-written request is copied into the child;
+- a child forgets the parent's pipeline and builds its own on first use; the parent's exit flush never runs
+  there.
 """
 
 from __future__ import annotations
@@ -19,12 +32,12 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
 from otel_plugin.core import config
@@ -71,6 +84,77 @@ def forced_ids(trace_id: int | None = None, span_id: int | None = None) -> Itera
         _forced_ids.reset(token)
 
 
+# Records held between two flushes, per signal. Hooks flush at once, so this only matters to callers that
+# batch on purpose (benchmarks/drive.py flushes every 500 task ends).
+MAX_HELD = 20_000
+_EXPORT_BATCH = 512
+
+
+class _Held:
+    """The exporter the SDK's *simple* (thread-free) processors hand each record to: it only holds it.
+
+    ``drain`` exports what is held through the real exporter; the pipeline calls it from its flush.
+    """
+
+    def __init__(self, target: SpanExporter | LogRecordExporter, signal: str) -> None:
+        self.target = target
+        self.signal = signal
+        self._records: list[object] = []
+        self._lock = threading.Lock()
+
+    def hold(self, batch: object) -> None:
+        with self._lock:
+            self._records.extend(batch)  # type: ignore[call-overload]
+            over = len(self._records) - MAX_HELD
+            if over > 0:
+                del self._records[:over]
+        if over > 0:
+            log.error("otel_plugin: more than %d %s waiting for a flush; dropped the %d oldest",
+                      MAX_HELD, self.signal, over)
+
+    def drain(self) -> None:
+        with self._lock:
+            records, self._records = self._records, []
+        for start in range(0, len(records), _EXPORT_BATCH):
+            self.target.export(records[start:start + _EXPORT_BATCH])  # type: ignore[arg-type]
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+class _HeldSpans(_Held, SpanExporter):
+    def export(self, spans: object) -> SpanExportResult:  # type: ignore[override]
+        self.hold(spans)
+        return SpanExportResult.SUCCESS
+
+
+class _HeldLogs(_Held, LogRecordExporter):
+    def export(self, batch: object) -> LogRecordExportResult:  # type: ignore[override]
+        self.hold(batch)
+        return LogRecordExportResult.SUCCESS
+
+
+# The SDK registers an after-fork handler for every provider (new locks, and a resource re-detection that
+# runs detectors on a thread pool inside the child's fork). A child never uses its parent's providers (see
+# get()), so theirs do nothing.
+class _TracerProvider(TracerProvider):
+    def _handle_fork(self) -> None:
+        return None
+
+
+class _LoggerProvider(LoggerProvider):
+    def _handle_fork(self) -> None:
+        return None
+
+
+class _MeterProvider(MeterProvider):
+    def _handle_fork(self) -> None:
+        return None
+
+
 class Pipeline:
     """Providers for the enabled signals, all exporting through the spooling OTLP transport."""
 
@@ -98,32 +182,35 @@ class Pipeline:
         self.senders = {
             signal: Sender(signal, endpoint, self.spool, timeout) for signal, endpoint in cfg.endpoints.items()
         }
+        self.pid = os.getpid()
         self.tracer_provider: TracerProvider | None = None
         self.logger_provider: LoggerProvider | None = None
         self.meter_provider: MeterProvider | None = None
+        self._held: list[_Held] = []
         if cfg.traces:
-            self.tracer_provider = TracerProvider(
+            spans = _HeldSpans(span_exporter or OtlpSpanExporter(self.senders["traces"]), "spans")
+            self.tracer_provider = _TracerProvider(
                 resource=resource, id_generator=ForcedIdGenerator(), shutdown_on_exit=False
             )
-            self.tracer_provider.add_span_processor(
-                BatchSpanProcessor(span_exporter or OtlpSpanExporter(self.senders["traces"]))
-            )
+            self.tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+            self._held.append(spans)
         if cfg.events:
-            self.logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=False)
-            self.logger_provider.add_log_record_processor(
-                BatchLogRecordProcessor(log_exporter or OtlpLogExporter(self.senders["logs"]))
-            )
+            events = _HeldLogs(log_exporter or OtlpLogExporter(self.senders["logs"]), "events")
+            self.logger_provider = _LoggerProvider(resource=resource, shutdown_on_exit=False)
+            self.logger_provider.add_log_record_processor(SimpleLogRecordProcessor(events))
+            self._held.append(events)
         if cfg.metrics:
             # No periodic thread: a task process reports once, at its end, in the flush below.
             reader = metric_reader or PeriodicExportingMetricReader(
                 OtlpMetricExporter(self.senders["metrics"]), export_interval_millis=math.inf
             )
-            self.meter_provider = MeterProvider(metric_readers=[reader], resource=resource, shutdown_on_exit=False)
+            self.meter_provider = _MeterProvider(metric_readers=[reader], resource=resource, shutdown_on_exit=False)
         self.tracer = self.tracer_provider.get_tracer(SCOPE) if self.tracer_provider else None
         self.logger = self.logger_provider.get_logger(SCOPE) if self.logger_provider else None
         self.meter = self.meter_provider.get_meter(SCOPE) if self.meter_provider else None
         self._flush_lock = threading.Lock()
         self._exit_until: float | None = None
+        self._flushing: list[tuple[threading.Thread, float]] = []  # (thread, monotonic time it must end by)
 
     def flush(self, budget: float | None = None, wait: bool = True, final: bool = False) -> bool:
         """Export everything within ``budget`` seconds, then redeliver spooled payloads with what is left.
@@ -142,11 +229,20 @@ class Pipeline:
                 self._exit_until = now + budget
             budget = max(0.0, self._exit_until - now)
         thread = threading.Thread(target=self._flush, args=(budget,), name="otel_plugin-flush", daemon=True)
+        self._flushing = [(t, end) for t, end in self._flushing if t.is_alive()]
+        # A queued flush waits for the running ones (the flush lock), so it may end after theirs.
+        end_by = max([time.monotonic()] + [end for _, end in self._flushing]) + budget + JOIN_GRACE_S
+        self._flushing.append((thread, end_by))
         thread.start()
         if not wait:
             return True
         thread.join(budget + JOIN_GRACE_S)
         return not thread.is_alive()
+
+    def settle(self) -> None:
+        """Wait for the flushes in flight, each at most until its budget ends (called before a fork)."""
+        for thread, end_by in self._flushing:
+            thread.join(max(0.0, end_by - time.monotonic()))
 
     def _flush(self, budget: float) -> None:
         with self._flush_lock:
@@ -154,9 +250,10 @@ class Pipeline:
             DEADLINE.set(until)
             try:
                 with collecting() as queued:  # every signal reaches the spool before any request is made
-                    for provider in (self.tracer_provider, self.logger_provider, self.meter_provider):
-                        if provider is not None:
-                            provider.force_flush()
+                    for held in self._held:
+                        held.drain()
+                    if self.meter_provider is not None:
+                        self.meter_provider.force_flush()
                 deliver(queued)
                 if self.spool.has_pending():
                     replay(self.spool, self.senders, until)
@@ -187,8 +284,26 @@ def get() -> Pipeline | None:
 
 
 def _flush_at_exit(pipeline: Pipeline) -> None:
-    if _pid == os.getpid():
+    # A child that exits through atexit inherited its parent's registration: that pipeline is not its own.
+    if pipeline.pid == os.getpid():
         pipeline.flush(wait=True, final=True)
+
+
+def _before_fork() -> None:
+    pipe = _pipeline
+    if pipe is not None and _pid == os.getpid():
+        pipe.settle()
+
+
+def _after_fork_in_child() -> None:
+    global _pipeline, _pid, _lock
+    _pipeline, _pid, _lock = None, None, threading.Lock()
+    DEADLINE.set(None)  # a flush of the parent's may have set it
+
+
+# Registered at import, before any provider exists: before-fork hooks run in reverse order of registration,
+# so ours runs before the logging module takes its lock (a flush in flight may still log).
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 def install(pipe: Pipeline | None) -> None:

@@ -41,11 +41,11 @@ class Captured:
     reader: AccumulatingReader
 
     def spans(self):
-        self.pipe.tracer_provider.force_flush()
+        self.pipe.flush()
         return self.span_exporter.get_finished_spans()
 
     def events(self) -> list[dict]:
-        self.pipe.logger_provider.force_flush()
+        self.pipe.flush()
         return [dict(r.log_record.attributes) for r in self.log_exporter.get_finished_logs()]
 
     def points(self, name: str) -> list[tuple[dict, object]]:

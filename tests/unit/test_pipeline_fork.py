@@ -1,0 +1,121 @@
+"""Fork safety of the pipeline (issue 17): Airflow forks from processes where the pipeline lives.
+
+Each test forks for real: the child reports over a pipe and leaves with ``os._exit``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import pytest
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+
+from otel_plugin.core import pipeline
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() only")  # Linux CI always has it
+
+
+class SlowLogs(LogRecordExporter):
+    """An exporter whose export takes ``delay`` seconds: a request in flight to a slow Collector."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.exported: list[float] = []
+
+    def export(self, batch: Sequence[object]) -> LogRecordExportResult:
+        time.sleep(self.delay)
+        self.exported.append(time.monotonic())
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+def _fork(child: Callable[[], dict]) -> dict:
+    """Run ``child`` in a forked process; what it returned (as JSON)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read)
+            os.write(write, json.dumps(child()).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as answer:
+        text = answer.read()
+    os.waitpid(pid, 0)
+    return json.loads(text)
+
+
+def _child_view() -> dict:
+    return {
+        "threads": sorted(t.name for t in threading.enumerate()),
+        "inherited": pipeline._pipeline is not None,
+    }
+
+
+@pytest.fixture
+def live(captured) -> pipeline.Pipeline:
+    """The installed pipeline, with one event emitted and not flushed yet."""
+    captured.pipe.logger.emit(body="waiting")  # type: ignore[union-attr]
+    return captured.pipe
+
+
+def test_nothing_runs_in_the_background_between_flushes(live) -> None:
+    assert [t.name for t in threading.enumerate()] == ["MainThread"]
+    assert live.flush(wait=True)
+    assert [t.name for t in threading.enumerate()] == ["MainThread"]
+
+
+def test_a_forked_child_starts_no_thread_and_forgets_the_parents_pipeline(live, captured) -> None:
+    seen = _fork(_child_view)
+    assert seen == {"threads": ["MainThread"], "inherited": False}
+    # The parent still has its pipeline and its held event, and exports it once, from here.
+    assert pipeline.get() is live
+    assert len(captured.log_exporter.get_finished_logs()) == 0
+    assert live.flush(wait=True) and len(captured.log_exporter.get_finished_logs()) == 1
+
+
+def test_a_fork_waits_for_the_flush_in_flight(captured, monkeypatch) -> None:
+    slow = SlowLogs(delay=0.5)
+    monkeypatch.setattr(captured.pipe._held[-1], "target", slow)  # the events' exporter
+    captured.pipe.logger.emit(body="in flight")
+    captured.pipe.flush(wait=False)
+    time.sleep(0.05)  # the flush thread is inside the export now
+    seen = _fork(_child_view)
+    forked_at = time.monotonic()
+    assert slow.exported and slow.exported[0] <= forked_at  # the export ended before the fork
+    assert seen == {"threads": ["MainThread"], "inherited": False}
+
+
+def test_the_wait_before_a_fork_is_bounded_by_the_flush_budget(captured, monkeypatch) -> None:
+    slow = SlowLogs(delay=3.0)  # a Collector that does not answer within the budget
+    monkeypatch.setattr(captured.pipe._held[-1], "target", slow)
+    captured.pipe.logger.emit(body="stuck")
+    budget = 0.3
+    began = time.monotonic()
+    captured.pipe.flush(budget=budget, wait=False)
+    _fork(_child_view)
+    assert time.monotonic() - began < budget + 1.0  # not the 3 s the export takes
+
+
+def test_the_parents_exit_flush_never_runs_in_a_child(live) -> None:
+    def child() -> dict:
+        flushed: list[bool] = []
+        monkey = pipeline.Pipeline.flush
+        pipeline.Pipeline.flush = lambda self, *a, **k: flushed.append(True) or True  # type: ignore[method-assign]
+        try:
+            pipeline._flush_at_exit(live)
+        finally:
+            pipeline.Pipeline.flush = monkey  # type: ignore[method-assign]
+        return {"flushed": bool(flushed)}
+
+    assert _fork(child) == {"flushed": False}
