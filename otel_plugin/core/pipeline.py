@@ -28,15 +28,15 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 
-from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
@@ -102,9 +102,9 @@ class _Held:
         self._records: list[object] = []
         self._lock = threading.Lock()
 
-    def hold(self, batch: object) -> None:
+    def hold(self, batch: Sequence[object]) -> None:
         with self._lock:
-            self._records.extend(batch)  # type: ignore[call-overload]
+            self._records.extend(batch)
             over = len(self._records) - MAX_HELD
             if over > 0:
                 del self._records[:over]
@@ -126,13 +126,13 @@ class _Held:
 
 
 class _HeldSpans(_Held, SpanExporter):
-    def export(self, spans: object) -> SpanExportResult:  # type: ignore[override]
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         self.hold(spans)
         return SpanExportResult.SUCCESS
 
 
 class _HeldLogs(_Held, LogRecordExporter):
-    def export(self, batch: object) -> LogRecordExportResult:  # type: ignore[override]
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         self.hold(batch)
         return LogRecordExportResult.SUCCESS
 
