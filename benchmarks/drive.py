@@ -122,7 +122,8 @@ class BatchingPipeline(pipeline.Pipeline):
         super().__init__(cfg)
         self.calls = 0
 
-    def flush(self, budget: float | None = None, wait: bool = True, final: bool = False) -> bool:
+    def flush(self, budget: float | None = None, wait: bool = True, final: bool = False,
+              redeliver: bool = True) -> bool:
         self.calls += 1  # many runs in one process: not a task's exit, so no shared exit deadline
         return super().flush(budget, wait) if self.calls % self.every == 0 else True
 

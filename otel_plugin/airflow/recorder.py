@@ -85,7 +85,9 @@ def task_running(ti: object, previous_state: object) -> None:
     out = _emitters()
     if out and out.events:
         out.events.write(events.task_attributes(run), run.start, traces.task_context(run))
-        out.pipe.flush(wait=False)  # nothing exports in the background between flushes (pipeline docstring)
+        # Nothing exports between flushes (pipeline docstring). No redelivery here: a backlog replayed while the
+        # task runs would hold the flush lock that the task's exit flushes need.
+        out.pipe.flush(wait=False, redeliver=False)
 
 
 def task_finished(ti: object, previous_state: object, state: object = None, error: object = None) -> None:

@@ -212,12 +212,14 @@ class Pipeline:
         self._exit_until: float | None = None
         self._flushing: list[tuple[threading.Thread, float]] = []  # (thread, monotonic time it must end by)
 
-    def flush(self, budget: float | None = None, wait: bool = True, final: bool = False) -> bool:
+    def flush(self, budget: float | None = None, wait: bool = True, final: bool = False,
+              redeliver: bool = True) -> bool:
         """Export everything within ``budget`` seconds, then redeliver spooled payloads with what is left.
 
         With ``wait=False`` (long-lived scheduler and API processes) the hook returns at once. ``final``:
-        a task process's exit flush; all of them share one deadline. Returns False if the budget ran out;
-        whatever was not delivered is in the spool.
+        a task process's exit flush; all of them share one deadline. ``redeliver=False``: this process's
+        records only, no spool replay. Returns False if the budget ran out; whatever was not delivered is in
+        the spool.
         """
         budget = self.cfg.flush_budget if budget is None else budget
         if final:
@@ -228,7 +230,8 @@ class Pipeline:
             if self._exit_until is None:
                 self._exit_until = now + budget
             budget = max(0.0, self._exit_until - now)
-        thread = threading.Thread(target=self._flush, args=(budget,), name="otel_plugin-flush", daemon=True)
+        thread = threading.Thread(target=self._flush, args=(budget, redeliver), name="otel_plugin-flush",
+                                  daemon=True)
         self._flushing = [(t, end) for t, end in self._flushing if t.is_alive()]
         # A queued flush waits for the running ones (the flush lock), so it may end after theirs.
         end_by = max([time.monotonic()] + [end for _, end in self._flushing]) + budget + JOIN_GRACE_S
@@ -244,7 +247,7 @@ class Pipeline:
         for thread, end_by in self._flushing:
             thread.join(max(0.0, end_by - time.monotonic()))
 
-    def _flush(self, budget: float) -> None:
+    def _flush(self, budget: float, redeliver: bool = True) -> None:
         with self._flush_lock:
             until = time.monotonic() + budget
             DEADLINE.set(until)
@@ -255,7 +258,7 @@ class Pipeline:
                     if self.meter_provider is not None:
                         self.meter_provider.force_flush()
                 deliver(queued)
-                if self.spool.has_pending():
+                if redeliver and self.spool.has_pending():
                     replay(self.spool, self.senders, until)
             except Exception:
                 log.warning("otel_plugin: flush failed; no impact on the task", exc_info=True)
