@@ -85,9 +85,10 @@ def task_running(ti: object, previous_state: object) -> None:
     out = _emitters()
     if out and out.events:
         out.events.write(events.task_attributes(run), run.start, traces.task_context(run))
-        # Nothing exports between flushes (pipeline docstring). No redelivery here: a backlog replayed while the
-        # task runs would hold the flush lock that the task's exit flushes need.
-        out.pipe.flush(wait=False, redeliver=False)
+        # Nothing exports between flushes (pipeline docstring). In a task process the event goes with the
+        # task's end flush: a flush started here could still hold the flush lock when the exit flushes need it.
+        if not _in_task_process(ti):
+            out.pipe.flush(wait=False)
 
 
 def task_finished(ti: object, previous_state: object, state: object = None, error: object = None) -> None:
