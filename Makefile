@@ -68,7 +68,7 @@ test-unit: venv ## fast tests only: no stack, no Airflow processes
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 demo: venv stack-up ## set up everything, run the demo DAGs in real Airflow, print a report read back from the stores
-	$(PY) demo/run_demo.py
+	$(PY) -m demo.run_demo
 
 lint: venv ## ruff over the whole repository, mypy over the package
 	$(VENV)/bin/ruff check .

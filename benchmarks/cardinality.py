@@ -21,8 +21,12 @@ import time
 import prometheus_client
 import requests
 
+from testkit import stackutil
+from testkit.plugin import plugin_environ
+from testkit.wait import poll
+
 from . import drive, peers
-from .common import Context, Table, fmt, median, mib, ms, poll, rss_bytes, run_released
+from .common import Context, Table, fmt, median, mib, ms, rss_bytes, run_released
 
 QUICK_R = (1_000,)
 FULL_R = (1_000, 10_000, 100_000)
@@ -70,10 +74,10 @@ def _pushgateway_row(ctx: Context, bench: peers.Peers, runs: list[drive.Run]) ->
     groups = body.count(b"\npush_time_seconds{")
     rss = rss_bytes(bench.pid("pushgateway"))
     target = 'job="pushgateway"'
-    series = poll(lambda: drive.prom_number(peers.PROMETHEUS, f'count({{job="{JOB}"}})') or 0,
+    series = poll(lambda: stackutil.prom_value(f'count({{job="{JOB}"}})', url=peers.PROMETHEUS) or 0,
                   lambda v: v >= SERIES_PER_GROUP * total, timeout=60, settle=15)
-    scrape = drive.prom_number(peers.PROMETHEUS, f"scrape_duration_seconds{{{target}}}")
-    up = drive.prom_number(peers.PROMETHEUS, f"up{{{target}}}")
+    scrape = stackutil.prom_value(f"scrape_duration_seconds{{{target}}}", url=peers.PROMETHEUS)
+    up = stackutil.prom_value(f"up{{{target}}}", url=peers.PROMETHEUS)
     return [len(runs), f"{total:,} in {took:.0f} s ({total / took:,.0f}/s)", groups, mib(rss),
             mib(len(body)), ms(median(fetch)), f"{ms(scrape)} (up={fmt(up)})", int(series)]
 
@@ -84,7 +88,7 @@ def _pipeline_row(ctx: Context, runs: list[drive.Run], prefix: str) -> list[obje
     disk0 = drive.store_disk()
     shares = _shares(runs)
     began = time.monotonic()
-    with drive.plugin_env(spool, flush_budget=30):
+    with plugin_environ(spool, budget=30):
         released = run_released(lambda i: functools.partial(drive.send_batched, shares[i]), SENDERS,
                                  SEND_BUDGET_S)
     took = time.monotonic() - began
@@ -94,7 +98,7 @@ def _pipeline_row(ctx: Context, runs: list[drive.Run], prefix: str) -> list[obje
     rss1 = drive.stack_rss()["collector"]
     events = poll(lambda: drive.event_count(prefix), lambda v: v >= 2 * n, timeout=180, settle=20)
     traces = drive.trace_ids(runs)
-    spans = poll(lambda: drive.span_count(traces), lambda v: v >= n, timeout=300, settle=30, interval=5)
+    spans = poll(lambda: stackutil.span_count(traces), lambda v: v >= n, timeout=300, settle=30, interval=5)
     time.sleep(5)  # let both stores write their in-memory parts to disk
     disk1 = drive.store_disk()
     spool_left = sum(1 for p in spool.glob("*.pb")) if spool.exists() else 0

@@ -12,8 +12,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import requests
-
 ROOT = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NONE = "n/a"
@@ -196,30 +194,6 @@ def run_released(setup: Callable[[int], Callable[[], object]], count: int, timeo
                 proc.kill()
                 proc.join()
     return Released(list(stamps), [proc.exitcode for proc in procs])
-
-
-def poll(probe: Callable[[], Any], done: Callable[[Any], bool], timeout: float, interval: float = 1.0,
-         settle: float = 0.0, default: Any = 0) -> Any:
-    """Probe until ``done(value)``, or until the value has not changed for ``settle`` seconds (when > 0), or
-    ``timeout`` passed; returns the last value. Never raises: a shortfall is a result, and a store that is
-    briefly down (someone else's test restarting it) only delays the reading (``default`` if it never came)."""
-
-    def attempt(previous: Any) -> Any:
-        try:
-            return probe()
-        except (OSError, requests.RequestException):
-            return previous
-
-    deadline = time.monotonic() + timeout
-    last, since = attempt(default), time.monotonic()
-    while not done(last) and time.monotonic() < deadline:
-        if settle and time.monotonic() - since >= settle:
-            break
-        time.sleep(interval)
-        value = attempt(last)
-        if value != last:
-            last, since = value, time.monotonic()
-    return last
 
 
 def in_child(fn: Callable[[], Any], timeout: float) -> Any:

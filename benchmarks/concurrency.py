@@ -25,8 +25,12 @@ from pathlib import Path
 import prometheus_client
 import statsd
 
+from testkit import stackutil
+from testkit.plugin import plugin_environ
+from testkit.wait import poll
+
 from . import drive, peers
-from .common import Context, Released, Table, fmt, poll, run_released
+from .common import Context, Released, Table, fmt, run_released
 
 FULL_K = (10, 100, 1000)
 QUICK_K = (10, 100)
@@ -65,9 +69,9 @@ def _udp_drops(port: int) -> int:
 def _after_next_scrape(job: str, expr: str) -> int:
     """The value of ``expr`` in the benchmark's Prometheus once it has scraped ``job`` after this moment."""
     sent = time.time()
-    poll(lambda: drive.prom_number(peers.PROMETHEUS, f'timestamp(up{{job="{job}"}})') or 0,
+    poll(lambda: stackutil.prom_value(f'timestamp(up{{job="{job}"}})', url=peers.PROMETHEUS) or 0,
          lambda t: t > sent, timeout=3 * peers.PUSHGATEWAY_SCRAPE_S + 10, interval=0.5)
-    return int(drive.prom_number(peers.PROMETHEUS, expr) or 0)
+    return int(stackutil.prom_value(expr, url=peers.PROMETHEUS) or 0)
 
 
 def _measure(ctx: Context, k: int, dag: str) -> tuple[list[object], str]:
@@ -77,7 +81,7 @@ def _measure(ctx: Context, k: int, dag: str) -> tuple[list[object], str]:
     drops_before = _udp_drops(peers.STATSD_PORT)
     sd = run_released(lambda i: _incr(dag), k, TIMEOUT_S)
     udp_dropped = _udp_drops(peers.STATSD_PORT) - drops_before
-    with drive.plugin_env(ctx.scratch / "spool-concurrency"):
+    with plugin_environ(ctx.scratch / "spool-concurrency"):
         ours = run_released(lambda i: _fail(runs[i]), k, TIMEOUT_S)
         pushed = _after_next_scrape("pushgateway", f'sum(airflow_task_failures_total{{dag_id="{dag}"}})')
         counted = _after_next_scrape("statsd", f'sum({{__name__=~"airflow_ti_finish(_total)?",dag_id="{dag}"}})')
@@ -87,7 +91,7 @@ def _measure(ctx: Context, k: int, dag: str) -> tuple[list[object], str]:
         run_released(lambda i: functools.partial(drive.report, next_task), 1, TIMEOUT_S)
         redelivered = int(poll(lambda: drive.finished_total(dag, drive.FAILED), lambda v: v >= k, 60, settle=10))
     events = int(poll(lambda: drive.event_count(dag, "state:failed"), lambda v: v >= k, 60, settle=10))
-    spans = int(poll(lambda: drive.span_count(drive.trace_ids(runs[:1])), lambda v: v >= k, 60, settle=10))
+    spans = int(poll(lambda: stackutil.span_count(drive.trace_ids(runs[:1])), lambda v: v >= k, 60, settle=10))
     row = [k, pushed, counted, exact, redelivered, events, spans, _spreads(pgw, sd, ours),
            pgw.failed + sd.failed + ours.failed]
     return row, (

@@ -9,21 +9,18 @@ every N task ends instead (the only difference).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import os
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
-import requests
-
 from otel_plugin.airflow import listener
 from otel_plugin.core import config, contract, ids, pipeline
-from tests import stackutil
+from testkit import stackutil
 
 from .common import ROOT, cpu_seconds, disk_bytes, rss_bytes
 
@@ -70,26 +67,6 @@ def spread_runs(prefix: str, count: int) -> Iterator[Run]:
 def trace_ids(runs: Iterable[Run]) -> set[int]:
     return {ids.trace_id(r.dag_id, r.run_id) for r in runs}
 
-
-@contextlib.contextmanager
-def plugin_env(spool_dir: Path, endpoint: str = stackutil.COLLECTOR_OTLP_HTTP, env: Mapping[str, str] | None = None,
-               **options: object) -> Iterator[None]:
-    """Configure the plugin through its documented env vars (``AIRFLOW__OTEL_PLUGIN__*``, OTel's endpoint),
-    plus any other variables in ``env`` (a job's run context, say)."""
-    values = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "AIRFLOW__OTEL_PLUGIN__SPOOL_DIR": str(spool_dir), **(env or {})}
-    values |= {f"AIRFLOW__OTEL_PLUGIN__{key.upper()}": str(value) for key, value in options.items()}
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    config.reset()
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        config.reset()
 
 
 def begin(run: Run) -> dt.datetime:
@@ -153,45 +130,18 @@ def send_batched(runs: Iterable[Run], every: int = 500, pace: float = 0.0) -> in
 # --- reading back ------------------------------------------------------------------------------------
 
 
-def prom(base: str, expr: str) -> list[dict]:
-    resp = requests.get(f"{base}/api/v1/query", params={"query": expr}, timeout=30)
-    resp.raise_for_status()
-    return resp.json()["data"]["result"]
-
-
-def prom_number(base: str, expr: str) -> float | None:
-    """A scalar-valued query (e.g. ``sum(...)``, ``count(...)``); None when it matches nothing."""
-    result = prom(base, expr)
-    return float(result[0]["value"][1]) if result else None
-
-
 def finished_total(prefix: str, state: str | None = None) -> int:
     """What the stack's Prometheus holds for the plugin's task_instance.finished counter of these DAGs."""
-    selector = f'dag_id=~"{prefix}.*"' + (f', state="{state}"' if state else "")
-    return int(prom_number(STACK_PROMETHEUS, f"sum({FINISHED}{{{selector}}})") or 0)
+    return stackutil.finished_total(dag_prefix=prefix, state=state)
 
 
 def plugin_series(prefix: str) -> int:
-    return int(prom_number(STACK_PROMETHEUS, f'count({{__name__=~"airflow_otel_.+", dag_id=~"{prefix}.*"}})') or 0)
+    return int(stackutil.prom_value(f'count({{__name__=~"airflow_otel_.+", dag_id=~"{prefix}.*"}})') or 0)
 
 
 def event_count(prefix: str, where: str = "") -> int:
     """Event records VictoriaLogs holds for these DAGs (``where``: more LogsQL filters)."""
-    rows = stackutil.logsql(f"dag_id:{prefix}* {where} | stats count() as n")
-    return int(rows[0]["n"]) if rows else 0
-
-
-def span_count(traces: Iterable[int]) -> int:
-    """Spans Jaeger returns for these traces (each fetched by id)."""
-    total = 0
-    with requests.Session() as session:
-        for trace in traces:
-            resp = session.get(f"{stackutil.JAEGER}/api/traces/{trace:032x}", timeout=30)
-            if resp.status_code == 404:
-                continue
-            resp.raise_for_status()
-            total += sum(len(t["spans"]) for t in resp.json()["data"])
-    return total
+    return stackutil.event_count(f"dag_id:{prefix}* {where}".strip())
 
 
 def out_of_order_drops() -> float:

@@ -25,11 +25,15 @@ import time
 from collections.abc import Callable
 
 import prometheus_client
+from testkit.procs import Released, run_released
 
 from otel_plugin.core.runcontext import RunContext
+from testkit import stackutil
+from testkit.plugin import plugin_environ
+from testkit.wait import poll
 
 from . import drive, overhead, peers
-from .common import Context, Released, Table, fmt, poll, run_released
+from .common import Context, Table, fmt
 
 FULL_K = (10, 100, 1000)
 QUICK_K = (10, 100)
@@ -76,15 +80,15 @@ def _measure(ctx: Context, k: int, dag: str) -> tuple[list[object], str]:
     pgw = run_released(lambda i: _push_to_gateway(dag), k, TIMEOUT_S)
     pushed = int(_pushgateway_value(dag))
     expr = f'sum({METRIC}_total{{dag_id="{dag}"}})'
-    with drive.plugin_env(ctx.scratch / "spool-jobs"):
+    with plugin_environ(ctx.scratch / "spool-jobs"):
         ours = run_released(lambda i: _push_to_collector(dag, i), k, TIMEOUT_S)
-        counted = int(poll(lambda: drive.prom_number(drive.STACK_PROMETHEUS, expr) or 0,
+        counted = int(poll(lambda: stackutil.prom_value(expr) or 0,
                            lambda v: v >= k * ROWS, 90, settle=15))
         # What a job could not deliver within its budget waits in the spool; `replay` (or the next process
         # on the host) sends it.
         subprocess.run([sys.executable, "-m", "otel_plugin", "replay", "--timeout", "60"], check=False,
                        capture_output=True, timeout=120)
-        redelivered = int(poll(lambda: drive.prom_number(drive.STACK_PROMETHEUS, expr) or 0,
+        redelivered = int(poll(lambda: stackutil.prom_value(expr) or 0,
                                lambda v: v >= k * ROWS, 60, settle=10))
     spooled = sum(1 for code in ours.exit_codes if code == NOT_DELIVERED)
     failed = pgw.failed + ours.failed - spooled
@@ -97,9 +101,9 @@ def _measure(ctx: Context, k: int, dag: str) -> tuple[list[object], str]:
 def _pushgateway_value(dag: str) -> float:
     """The benchmark Prometheus's value once it has scraped the Pushgateway after the pushes."""
     sent = time.time()
-    poll(lambda: drive.prom_number(peers.PROMETHEUS, 'timestamp(up{job="pushgateway"})') or 0,
+    poll(lambda: stackutil.prom_value('timestamp(up{job="pushgateway"})', url=peers.PROMETHEUS) or 0,
          lambda t: t > sent, timeout=3 * peers.PUSHGATEWAY_SCRAPE_S + 10, interval=0.5)
-    return drive.prom_number(peers.PROMETHEUS, f'sum({METRIC}_total{{dag_id="{dag}"}})') or 0
+    return stackutil.prom_value(f'sum({METRIC}_total{{dag_id="{dag}"}})', url=peers.PROMETHEUS) or 0
 
 
 def _spreads(*batches: Released) -> str:
@@ -122,7 +126,7 @@ def _exit_table(ctx: Context) -> Table:
         }
         for name, (collector, gateway) in conditions.items():
             job_env = {**_job_context("bench_jobexit", 0), "BENCH_PUSHGATEWAY": gateway}
-            with drive.plugin_env(ctx.scratch / "spool-jobexit", endpoint=collector, env=job_env):
+            with plugin_environ(ctx.scratch / "spool-jobexit", endpoint=collector, **job_env):
                 raised: list[int] = []
                 none, ours, pgw = (overhead.exit_delays(kind, trials, "benchmarks.jobexit",
                                                         raised if kind == "gateway" else None)

@@ -18,6 +18,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from testkit.plugin import plugin_environ
+
 from . import drive, peers
 from .common import ROOT, Context, Table, in_child, median, ms, percentile
 
@@ -99,7 +101,7 @@ def run(ctx: Context, _bench: peers.Peers | None) -> list[Table]:
     n = FULL_N if ctx.full else QUICK_N
     trials = FULL_TRIALS if ctx.full else QUICK_TRIALS
     spool = ctx.scratch / "spool-overhead"
-    with drive.plugin_env(spool):
+    with plugin_environ(spool):
         with_plugin = in_child(lambda: _hook_times(n, True), timeout=600)
     floor = in_child(lambda: _hook_times(n, False), timeout=600)
     hooks = Table(f"Overhead: time each listener hook adds to a task, {n} calls each ({ctx.mode} mode)",
@@ -121,7 +123,7 @@ def run(ctx: Context, _bench: peers.Peers | None) -> list[Table]:
                       "refusing (closed port)": f"http://127.0.0.1:{peers.closed_port()}",
                       "accepting, never answering": f"http://127.0.0.1:{hole}"}
         for name, endpoint in conditions.items():
-            with drive.plugin_env(spool, endpoint=endpoint):
+            with plugin_environ(spool, endpoint=endpoint):
                 none, plugin, sdk = (exit_delays(kind, trials) for kind in ("none", "plugin", "sdk"))
                 exits.rows.append([name, summary(none), summary(plugin), summary(sdk),
                                    f"{added(plugin, none)} / {added(sdk, none)}"])

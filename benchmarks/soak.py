@@ -4,7 +4,7 @@ in each store. Not part of pytest (tests/reliability/test_soak.py runs ``--quick
 
     python -m benchmarks.soak [--minutes 5] [--parallel 2] [--tasks-per-process 10] [--quick] [--out PATH]
 
-Every task process is ``tests/reliability/taskproc.py``: the plugin's listener hooks with Airflow-shaped
+Every task process is ``testkit/taskproc.py``: the plugin's listener hooks with Airflow-shaped
 objects and the real OTLP pipeline, one shared spool (one host). Each process reports one DAG run of
 ``--tasks-per-process`` tasks (every fifth fails, with a secret-bearing error) and the run's end. After the
 last fault one more task process on the host delivers whatever waits in the spool (no user action), then
@@ -24,8 +24,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests import stackutil as su
-from tests.reliability import harness as h
+from otel_plugin.core import ids
+from testkit import harness as h
+from testkit import stackutil as su
 
 SECTION = "## Results"
 
@@ -102,8 +103,8 @@ def drive(dag_id: str, spool: Path, duration: float, parallel: int, tasks: int) 
 
 
 def arrived(dag_id: str, tally: Tally, since: float) -> tuple[int, int, float]:
-    events = h.event_count_where(f'dag_id:"{dag_id}"')
-    spans = sum(h.span_count(dag_id, run_id) for run_id in tally.run_ids)
+    events = su.event_count(f'dag_id:"{dag_id}"')
+    spans = su.span_count(ids.trace_id(dag_id, run_id, 0) for run_id in tally.run_ids)
     series = f'{h.FINISHED}{{dag_id="{dag_id}"}}'
     last = su.prom_value(f"max(timestamp({series}))")
     if last is None:

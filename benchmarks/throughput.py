@@ -16,8 +16,12 @@ import functools
 import resource
 import time
 
+from testkit import stackutil
+from testkit.plugin import plugin_environ
+from testkit.wait import poll
+
 from . import drive
-from .common import Context, Table, poll, run_released
+from .common import Context, Table, run_released
 
 SENDERS = 2
 QUICK = {"rates": (50, 100), "seconds": 10}
@@ -38,7 +42,7 @@ def _step(ctx: Context, rate: int, seconds: int) -> tuple[list[object], bool, fl
     every = max(20, rate // SENDERS)  # about one flush per second per sender
     cpu0, sender0 = drive.stack_cpu(), _children_cpu()
     began = time.monotonic()
-    with drive.plugin_env(ctx.scratch / "spool-throughput", flush_budget=30):
+    with plugin_environ(ctx.scratch / "spool-throughput", budget=30):
         released = run_released(lambda i: functools.partial(drive.send_batched, shares[i], every, rate / SENDERS),
                                 SENDERS, 10 * seconds + 120)
     took = time.monotonic() - began
@@ -46,7 +50,7 @@ def _step(ctx: Context, rate: int, seconds: int) -> tuple[list[object], bool, fl
     metrics = poll(lambda: drive.finished_total(prefix), lambda v: v >= n, timeout=60, settle=15)
     events = poll(lambda: drive.event_count(prefix), lambda v: v >= 2 * n, timeout=90, settle=15)
     traces = drive.trace_ids(runs)
-    spans = poll(lambda: drive.span_count(traces), lambda v: v >= n, timeout=180, settle=20, interval=3)
+    spans = poll(lambda: stackutil.span_count(traces), lambda v: v >= n, timeout=180, settle=20, interval=3)
     cpu1 = drive.stack_cpu()
     achieved = n / took
     lossless = metrics == n and events == 2 * n and spans == n and released.failed == 0

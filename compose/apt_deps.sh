@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Debian packages the real-Airflow tests run as local servers (compose/local_servers.py): PostgreSQL for
+# Debian packages the real-Airflow tests run as local servers (testkit/local_servers.py): PostgreSQL for
 # Airflow 2.x (which refuses SQLite with LocalExecutor) and Redis as the Celery broker. Installs only what
 # is missing, non-interactively, with one `apt-get update`; a no-op (about 0.1 s) once both are there.
 set -euo pipefail

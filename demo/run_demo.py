@@ -9,14 +9,13 @@ Airflow is stopped at the end; the stack keeps running.
 
 Usage (the stack must be up: ``make stack-up``)::
 
-    python demo/run_demo.py            # AIRFLOW_DEMO_PORT picks the api-server port (default 28081)
+    python -m demo.run_demo            # AIRFLOW_DEMO_PORT picks the api-server port (default 28081)
 """
 
 from __future__ import annotations
 
 import math
 import os
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -24,11 +23,11 @@ from pathlib import Path
 
 from otel_plugin.readback import lookup, queries
 from otel_plugin.readback.stores import Jaeger, Prometheus, StoreError, VictoriaLogs
+from testkit.airflow_local import AirflowLocal
+from testkit.net import free_port
+from testkit.wait import poll
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "compose"))
-
-from airflow_local import AirflowLocal  # noqa: E402
 
 DAGS = ("demo_etl", "demo_zero_rows", "demo_flaky", "demo_mapped", "demo_failure_and_skip", "demo_spark")
 # demo_spark's job (a PySpark driver, demo/dags/demo_spark.py): its event and spans beyond the tries', and
@@ -54,15 +53,6 @@ def step(text: str) -> None:
 
 def heading(text: str) -> None:
     say(f"\n{'=' * 4} {text} {'=' * max(4, 110 - len(text))}")
-
-
-def free_port(preferred: int) -> int:
-    """``preferred`` if nothing listens there, else the next free port above it."""
-    for port in range(preferred, preferred + 20):
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) != 0:
-                return port
-    raise SystemExit(f"run_demo: ports {preferred}-{preferred + 19} are all in use; set AIRFLOW_DEMO_PORT")
 
 
 def check_stores() -> None:
@@ -112,12 +102,9 @@ def wait_for_runs(af: AirflowLocal, runs: dict[str, str]) -> dict[str, str]:
 
 
 def wait_until(what: str, probe: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + LANDING_TIMEOUT
-    while not probe():
-        if time.monotonic() > deadline:
-            step(f"WARNING: {what} not complete after {LANDING_TIMEOUT:.0f} s; the report shows what arrived")
-            return
-        time.sleep(POLL)
+    """Wait for the stores; a shortfall is reported, not fatal (the report then shows what arrived)."""
+    if not poll(probe, timeout=LANDING_TIMEOUT, interval=POLL, default=False):
+        step(f"WARNING: {what} not complete after {LANDING_TIMEOUT:.0f} s; the report shows what arrived")
 
 
 def landed(found: lookup.RunLookup, tries: int) -> bool:

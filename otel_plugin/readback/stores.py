@@ -123,10 +123,6 @@ class Prometheus(_Client):
         """Range query: the result entries (``metric`` labels and ``values`` [[t, "v"], ...])."""
         return self._data("/api/v1/query_range", {"query": expr, "start": start, "end": end, "step": step})["result"]
 
-    def parse_query(self, expr: str) -> Any:
-        """The syntax tree Prometheus makes of ``expr`` (StoreError if it does not parse)."""
-        return self._data("/api/v1/parse_query", {"query": expr})
-
 
 # --- Logs: VictoriaLogs and Loki --------------------------------------------------------------------------
 
@@ -216,7 +212,7 @@ def duration_seconds(text: str) -> float:
     return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
 
 
-def _jaeger_spans(trace: Mapping[str, Any]) -> list[Span]:
+def jaeger_spans(trace: Mapping[str, Any]) -> list[Span]:
     spans = []
     for s in trace.get("spans", []):
         tags = {t["key"]: t.get("value") for t in s.get("tags", [])}
@@ -239,11 +235,16 @@ def _jaeger_spans(trace: Mapping[str, Any]) -> list[Span]:
 class Jaeger(_Client):
     store = "jaeger"
 
-    def trace(self, trace_id: str) -> list[Span] | None:
-        """The spans of one trace (hex id), or None when Jaeger does not have it."""
+    def trace_json(self, trace_id: str) -> dict[str, Any] | None:
+        """One trace (hex id) as Jaeger's HTTP API returns it, or None when Jaeger does not have it."""
         body = self._json(f"/api/traces/{trace_id}", missing_ok=True)
         data = (body or {}).get("data") or []
-        return _jaeger_spans(data[0]) if data else None
+        return data[0] if data else None
+
+    def trace(self, trace_id: str) -> list[Span] | None:
+        """The spans of one trace (hex id), or None when Jaeger does not have it."""
+        found = self.trace_json(trace_id)
+        return jaeger_spans(found) if found else None
 
     def search(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
         """Traces found by a tag search (``queries.jaeger_search``); ``lookback`` becomes start/end."""
@@ -253,11 +254,6 @@ class Jaeger(_Client):
             end_us = int(time.time() * 1_000_000)
             query.update(start=str(end_us - int(duration_seconds(lookback) * 1_000_000)), end=str(end_us))
         return self._json("/api/traces", query).get("data") or []
-
-    @staticmethod
-    def spans_of(trace: Mapping[str, Any]) -> list[Span]:
-        """Spans of one trace from a ``search`` result."""
-        return _jaeger_spans(trace)
 
 
 def _otlp_id(value: str | None) -> str | None:
@@ -311,8 +307,3 @@ class Tempo(_Client):
         """The spans of one trace (hex id), or None when Tempo does not have it."""
         body = self._json(f"/api/traces/{trace_id}", missing_ok=True)
         return otlp_spans(body) if body else None
-
-    def search(self, traceql: str, *, start: int, end: int, limit: int = 20) -> list[dict[str, Any]]:
-        """Trace summaries (``traceID``, ``rootTraceName``, ...) matching a TraceQL query; unix seconds."""
-        body = self._json("/api/search", {"q": traceql, "start": start, "end": end, "limit": limit})
-        return body.get("traces") or []

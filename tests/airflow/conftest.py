@@ -6,19 +6,15 @@ The same tests run under whichever Airflow is installed beside the interpreter: 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import stack  # noqa: F401 - the session fixture that starts the stack
+from testkit.airflow_local import AirflowLocal, installed_major, local_for_installed_airflow
+from testkit.local_servers import LocalPostgres
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "compose"))
-
-from airflow_local import AirflowLocal, installed_major, local_for_installed_airflow  # noqa: E402
-from local_servers import LocalPostgres  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +29,7 @@ def database_url() -> Iterator[str | None]:
 
 
 @pytest.fixture(scope="session")
-def airflow(tmp_path_factory, stack, database_url) -> Iterator[AirflowLocal]:  # noqa: F811
+def airflow(tmp_path_factory, stack, database_url) -> Iterator[AirflowLocal]:
     home = tmp_path_factory.mktemp("airflow")
     local = local_for_installed_airflow(home, ROOT / "tests" / "airflow" / "dags", database_url, port=28080, extra_env={
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",

@@ -15,7 +15,7 @@ from collections import Counter
 import pytest
 
 from otel_plugin.core import ids
-from tests import stackutil
+from testkit import stackutil
 
 pytestmark = [pytest.mark.airflow, pytest.mark.stack]
 

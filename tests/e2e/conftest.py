@@ -3,39 +3,29 @@ exporting to the native stack. DAG ids carry a per-session suffix, so sessions n
 
 from __future__ import annotations
 
-import socket
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import stack  # noqa: F401 - the session fixture that starts the stack
+from testkit.airflow_local import AirflowLocal
+from testkit.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "compose"))
-
-from airflow_local import AirflowLocal  # noqa: E402
 
 SUFFIX = uuid.uuid4().hex[:8]
 DAGS = {name: f"e2e_{name}_{SUFFIX}" for name in ("burst", "retry", "zero", "sched", "card")}  # tests/e2e/dags
 FIRST_CARD_RUNS = 3
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
-def airflow(tmp_path_factory, stack) -> Iterator[AirflowLocal]:  # noqa: F811
+def airflow(tmp_path_factory, stack) -> Iterator[AirflowLocal]:
     home = tmp_path_factory.mktemp("airflow_e2e")
     local = AirflowLocal(
         home,
         ROOT / "tests" / "e2e" / "dags",
-        port=_free_port(),
+        port=free_port(),
         extra_env={
             "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
             "E2E_SUFFIX": SUFFIX,

@@ -20,7 +20,7 @@ from otel_plugin.__main__ import main
 from otel_plugin.core import contract, ids
 from otel_plugin.readback import lookup, queries
 from otel_plugin.readback.stores import Jaeger, Prometheus, Span, VictoriaLogs
-from tests import stackutil
+from testkit import stackutil
 from tests.e2e.conftest import DAGS, FIRST_CARD_RUNS
 
 pytestmark = [pytest.mark.airflow, pytest.mark.stack]

@@ -1,5 +1,5 @@
-"""Fixtures for integration tests: `stack` brings the native stack up once per session; `java_job_jar` builds
-the JVM job of the recipe in docs/jobs.md."""
+"""Fixtures for integration tests (the `stack` fixture is tests/conftest.py's): `java_job_jar` builds the JVM
+job of the recipe in docs/jobs.md."""
 
 from __future__ import annotations
 
@@ -7,13 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import stackutil
-from tests.stackutil import build_java_job
-
-
-@pytest.fixture(scope="session")
-def stack() -> None:
-    stackutil.ensure_stack()
+from testkit.stackutil import build_java_job
 
 
 @pytest.fixture(scope="session")

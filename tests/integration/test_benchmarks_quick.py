@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.stackutil import ROOT
+from testkit.stackutil import ROOT
 
 pytestmark = pytest.mark.stack
 

@@ -13,7 +13,6 @@ import datetime
 import ipaddress
 import os
 import secrets
-import socket
 import subprocess
 import time
 import uuid
@@ -28,6 +27,7 @@ import yaml
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 
 from otel_plugin.core.config import parse_headers
+from testkit.net import free_port
 from tests.unit.test_collector_configs import TYPE_OF_MODULE
 
 pytestmark = pytest.mark.stack
@@ -102,12 +102,6 @@ def test_component_types_match_the_binary(otelcol: Path) -> None:
 
 
 # --- a second, token-protected Collector --------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

@@ -26,7 +26,7 @@ from grafana.generator import alerts, outputs
 from grafana.generator.defaults import GRAFANA_STACK, LOCAL, Flavour
 from otel_plugin.core import ids
 from otel_plugin.readback import queries as Q
-from tests import stackutil
+from testkit import stackutil
 from tests.integration import test_query_dialects
 
 error_nodes = test_query_dialects.error_nodes  # the grammar harness of tests/grammar, reused as is

@@ -22,7 +22,7 @@ import pytest
 from otel_plugin import api
 from otel_plugin.core import ids
 from otel_plugin.core.runcontext import RunContext
-from tests import stackutil as su
+from testkit import stackutil as su
 
 pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("stack")]
 

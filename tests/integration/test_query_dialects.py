@@ -30,8 +30,8 @@ import pytest
 from otel_plugin.__main__ import main
 from otel_plugin.core import ids
 from otel_plugin.readback import queries as Q
-from otel_plugin.readback.stores import Jaeger, Prometheus, StoreError, VictoriaLogs
-from tests import stackutil
+from otel_plugin.readback.stores import Jaeger, StoreError, VictoriaLogs
+from testkit import stackutil
 
 GRAMMAR_DIR = Path(__file__).resolve().parents[1] / "grammar"
 RUN_IDS = (
@@ -153,7 +153,7 @@ def _assert_each_accepted(dialect: str, check: Callable[[str], object]) -> None:
 
 @pytest.mark.stack
 def test_every_promql_query_parses_in_prometheus(stack):
-    prometheus = Prometheus()
+    prometheus = stackutil.PromQL()
     _assert_each_accepted("promql", prometheus.parse_query)
     with pytest.raises(StoreError, match="HTTP 400"):
         prometheus.parse_query('sum by (dag_id (increase(x{dag_id="a"}[1h]))')

@@ -1,4 +1,4 @@
-"""Fixtures for the fault tests: the shared native stack, a fresh spool and unique run names per test."""
+"""Fixtures for the fault tests: a fresh spool and unique run names per test (the stack: tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from tests import stackutil
-
-
-@pytest.fixture(scope="session")
-def stack() -> None:
-    stackutil.ensure_stack()
 
 
 @pytest.fixture

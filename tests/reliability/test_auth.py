@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests import stackutil as su
+from testkit import harness as h
+from testkit import stackutil as su
 from tests.integration import test_collector_validate as collector_tests
-from tests.reliability import harness as h
 
 pytestmark = pytest.mark.stack
 otelcol = collector_tests.otelcol  # the fixture that finds (or builds) our Collector binary

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import stackutil as su
-from tests.reliability import harness as h
+from testkit import harness as h
+from testkit import stackutil as su
 
 # The hooks may hold the task for the budget plus the flush thread's join margin (0.25 s) and a little
 # scheduling. The whole exit adds interpreter teardown, the same with the plugin disabled: 0.4 s here

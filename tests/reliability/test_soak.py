@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests import stackutil as su
+from testkit import stackutil as su
 
 pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("stack")]
 

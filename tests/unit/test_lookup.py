@@ -165,7 +165,7 @@ def test_jaeger_trace_structure_becomes_spans():
             },
         ],
     }
-    root, task = stores.Jaeger.spans_of(trace)
+    root, task = stores.jaeger_spans(trace)
     assert (root.parent_id, root.error, root.attributes) == (None, False, {"dag_id": "etl"})
     assert (task.parent_id, task.error, task.start_us, task.duration_us) == ("01" * 8, True, 110, 5)
 

@@ -2,7 +2,7 @@
 does (on_starting, running, success/failed, before_stopping, then interpreter exit) with Airflow-shaped
 objects, through the plugin's real OTLP pipeline and spool. Used by the fault tests and benchmarks/soak.py.
 
-    python -m tests.reliability.taskproc '<json spec>'
+    python -m testkit.taskproc '<json spec>'
 
 Spec keys: dag_id, run_id, tasks (list of {"task_id", "state", "error"?}), task_seconds (how long the
 tasks "run" between the running and the final hook; 0 by default), dag_run (a DAG-run state or null: also
