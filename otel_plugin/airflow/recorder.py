@@ -26,12 +26,13 @@ _open_task: object | None = None
 
 
 def set_role(component: object) -> None:
-    """3.x task runner: TaskRunnerMarker. 2.x: TaskCommandMarker in both ``airflow tasks run`` processes,
-    then the supervising one also starts a LocalTaskJob (a Job), which stays on the task side."""
+    """From on_starting: Airflow passes its Job (``job_type`` SchedulerJob, DagProcessorJob, TriggererJob, ...)
+    to long-lived processes and a task-process marker (3.x TaskRunnerMarker, 2.x TaskCommandMarker) to task
+    processes. 2.x: the supervising ``airflow tasks run`` process then also starts a LocalTaskJob, a Job that
+    stays on the task side."""
     global _role
-    name = type(component).__name__
-    task_side = "TaskRunner" in name or "TaskCommand" in name or getattr(component, "job_type", None) == "LocalTaskJob"
-    _role = "task" if task_side else "service"
+    job_type = getattr(component, "job_type", None)
+    _role = "service" if job_type and job_type != "LocalTaskJob" else "task"
     pipe = pipeline.get() if _role == "service" else None
     if pipe is not None and pipe.meter is not None:
         schedule.start(component, pipe.cfg.schedule_report_interval)  # reports only in the scheduler
@@ -76,7 +77,9 @@ def _close_open_task() -> None:
 
 
 def task_running(ti: object, previous_state: object) -> None:
-    global _open_task
+    global _open_task, _role
+    if _role is None and type(ti).__module__.startswith("airflow.sdk"):
+        _role = "task"  # the running hook of a RuntimeTaskInstance fires only in the process that runs it
     _close_open_task()
     _open_task = ti
     run = TaskRun.from_airflow(ti, state="running", previous_state=previous_state)

@@ -266,3 +266,13 @@ def test_airflow2_local_task_job_keeps_the_task_role(monkeypatch):
     assert recorder._role == "task"
     recorder.set_role(SimpleNamespace(job_type="SchedulerJob"))
     assert recorder._role == "service"
+
+
+def test_role_comes_from_what_on_starting_receives(monkeypatch):
+    from types import SimpleNamespace
+
+    monkeypatch.setattr(recorder, "_role", None)
+    listener.on_starting(component=SimpleNamespace(job_type="SchedulerJob"))
+    assert recorder._role == "service"
+    listener.on_starting(component=object())  # any task-process marker, whatever its class is called
+    assert recorder._role == "task"
