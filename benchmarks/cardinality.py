@@ -23,10 +23,11 @@ import requests
 
 from testkit import stackutil
 from testkit.plugin import plugin_environ
+from testkit.procs import run_released
 from testkit.wait import poll
 
 from . import drive, peers
-from .common import Context, Table, fmt, median, mib, ms, rss_bytes, run_released
+from .common import Context, Table, fmt, median, mib, ms, rss_bytes
 
 QUICK_R = (1_000,)
 FULL_R = (1_000, 10_000, 100_000)

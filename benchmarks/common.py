@@ -7,7 +7,6 @@ import multiprocessing
 import os
 import platform
 import statistics
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -134,66 +133,6 @@ def machine() -> dict[str, str]:
 
 
 # --- many processes released at once ---------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Released:
-    """What a barrier run measured: when each child was released and how each ended."""
-
-    release_times: list[float]
-    exit_codes: list[int | None]
-
-    @property
-    def spread_ms(self) -> float:
-        times = [t for t in self.release_times if t > 0]
-        return (max(times) - min(times)) * 1000 if times else float("nan")
-
-    @property
-    def failed(self) -> int:
-        return sum(1 for code in self.exit_codes if code != 0)
-
-
-def run_released(setup: Callable[[int], Callable[[], object]], count: int, timeout: float) -> Released:
-    """Fork ``count`` children; child i runs ``setup(i)`` (a task's life up to its last moment), waits at
-    one barrier with all the others, then runs what setup returned (the report under test).
-
-    Fork (not spawn): children inherit the imported modules, so 1,000 of them start in seconds and share
-    memory pages; the parent must hold no threads or live OTel pipelines when it calls this. Every child
-    stamps the moment it was released, so the spread shows how close together the sends really were.
-    Children still alive at the deadline are killed and count as failed.
-    """
-    ctx = multiprocessing.get_context("fork")
-    ready = ctx.Value("i", 0)
-    go = ctx.Event()
-    stamps = ctx.Array("d", count)
-
-    def child(index: int) -> None:
-        action = setup(index)
-        with ready.get_lock():
-            ready.value += 1
-        if not go.wait(timeout):
-            os._exit(3)
-        stamps[index] = time.time()
-        action()
-
-    procs = [ctx.Process(target=child, args=(i,), daemon=True) for i in range(count)]
-    deadline = time.monotonic() + timeout
-    try:
-        for proc in procs:
-            proc.start()
-        while ready.value < count:
-            if time.monotonic() > deadline or any(p.exitcode is not None for p in procs):
-                raise RuntimeError(f"only {ready.value} of {count} children reached the barrier")
-            time.sleep(0.01)
-        go.set()
-        for proc in procs:
-            proc.join(max(0.0, deadline - time.monotonic()))
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-    return Released(list(stamps), [proc.exitcode for proc in procs])
 
 
 def in_child(fn: Callable[[], Any], timeout: float) -> Any:

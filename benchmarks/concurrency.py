@@ -27,10 +27,11 @@ import statsd
 
 from testkit import stackutil
 from testkit.plugin import plugin_environ
+from testkit.procs import Released, run_released
 from testkit.wait import poll
 
 from . import drive, peers
-from .common import Context, Released, Table, fmt, run_released
+from .common import Context, Table, fmt
 
 FULL_K = (10, 100, 1000)
 QUICK_K = (10, 100)

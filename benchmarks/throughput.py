@@ -18,10 +18,11 @@ import time
 
 from testkit import stackutil
 from testkit.plugin import plugin_environ
+from testkit.procs import run_released
 from testkit.wait import poll
 
 from . import drive
-from .common import Context, Table, run_released
+from .common import Context, Table
 
 SENDERS = 2
 QUICK = {"rates": (50, 100), "seconds": 10}

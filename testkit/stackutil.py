@@ -8,11 +8,10 @@ own providers, as an Airflow task process does, sends once and exits.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import re
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,8 @@ from opentelemetry.sdk.trace.id_generator import IdGenerator
 
 from otel_plugin.core import contract
 from otel_plugin.readback.stores import Jaeger, Prometheus, VictoriaLogs
-from testkit.wait import wait_until  # noqa: F401 - tests reach it as stack.wait_until
+from testkit.procs import Gate, run_processes  # noqa: F401 - tests reach them as stackutil.*
+from testkit.wait import wait_until  # noqa: F401 - tests reach it as stackutil.wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK_SH = ROOT / "compose" / "stack.sh"
@@ -45,7 +45,6 @@ VICTORIALOGS = "http://127.0.0.1:9428"
 JAEGER = "http://127.0.0.1:16686"
 SERVICE_NAME = "airflow"
 FINISHED = contract.TASK_FINISHED.prometheus
-SENDER_TIMEOUT = 300.0  # seconds for a batch of sender processes to start, meet and finish
 
 def stack(*args: str) -> str:
     """Run compose/stack.sh with args; its output, or an AssertionError carrying it on failure."""
@@ -179,55 +178,6 @@ def span_count(trace_ids: Iterable[int]) -> int:
 # --- senders: each runs in its own OS process ---------------------------------------------------------
 
 
-class Gate:
-    """A start line for sender processes: each reports ready, then all are released at once."""
-
-    def __init__(self, ctx: Any) -> None:
-        self.ready = ctx.Value("i", 0)
-        self.go = ctx.Event()
-
-    def wait(self) -> None:
-        """In a sender, once its SDK is set up: report ready and wait for the release."""
-        with self.ready.get_lock():
-            self.ready.value += 1
-        if not self.go.wait(SENDER_TIMEOUT):
-            raise TimeoutError("sender was never released")
-
-
-def run_processes(
-    target: Callable[..., None], args_list: Sequence[tuple[Any, ...]], timeout: float = SENDER_TIMEOUT
-) -> None:
-    """Run target(gate, *args) in one new OS process per args tuple, all released at the same moment.
-
-    Every child sets up its SDK first and then waits at the gate, so the sends really overlap.
-    """
-    # forkserver: every sender is a fresh OS process forked from a clean server that imported this module
-    # (and so the SDK) once; spawn would re-import it per process, about 1 s of CPU each on 2 cores.
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])
-    gate = Gate(ctx)
-    procs = [ctx.Process(target=target, args=(gate, *args)) for args in args_list]
-    deadline = time.monotonic() + timeout
-    try:
-        for proc in procs:
-            proc.start()
-        while gate.ready.value < len(procs):
-            early = [proc.exitcode for proc in procs if proc.exitcode is not None]
-            assert not early, f"{len(early)} sender processes exited before the start: exit codes {early}"
-            assert time.monotonic() < deadline, f"only {gate.ready.value} of {len(procs)} senders got ready"
-            time.sleep(0.05)
-        gate.go.set()
-        for proc in procs:
-            proc.join(max(0.0, deadline - time.monotonic()))
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-    failed = [proc.exitcode for proc in procs if proc.exitcode != 0]
-    assert not failed, f"{len(failed)} of {len(procs)} sender processes failed: exit codes {failed}"
-
-
 def _resource(extra: Mapping[str, str] | None = None) -> Resource:
 
     # Resource.create adds a random service.instance.id, as in every real task process.
@@ -245,7 +195,9 @@ def send_delta_metrics(
     """One process: its own MeterProvider with DELTA temporality; adds to a counter (and records one
     histogram observation), then exits through a flushing shutdown."""
 
-    delta = {Counter: AggregationTemporality.DELTA, Histogram: AggregationTemporality.DELTA}
+    delta: dict[type, AggregationTemporality] = {
+        Counter: AggregationTemporality.DELTA, Histogram: AggregationTemporality.DELTA,
+    }
     exporter = OTLPMetricExporter(endpoint=f"{COLLECTOR_OTLP_HTTP}/v1/metrics", preferred_temporality=delta, timeout=5)
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
     provider = MeterProvider(metric_readers=[reader], resource=_resource())
