@@ -63,7 +63,7 @@ def test_spool_is_delivered_by_a_later_task_after_a_collector_outage(spool: Path
     started = time.time()
     # An earlier run's task "t", delivered normally: its counter series exists before the restart.
     h.run_tasks(h.task_specs(dag_id, f"{run_id}_earlier", ["t"]), env)
-    su.wait_until(lambda: h.finished_total(dag_id), ok=lambda v: v == 1, timeout=30, what="the first count")
+    su.wait_until(lambda: su.finished_total(dag_id), ok=lambda v: v == 1, timeout=30, what="the first count")
 
     with h.outage("collector"):
         down = h.run_tasks(h.task_specs(dag_id, run_id, ["t", "b", "c"], dag_run="success"), env, parallel=1)

@@ -23,7 +23,7 @@ def test_store_outage_is_bridged_by_the_collectors_disk_queue(store: str, spool:
         h.run_tasks(h.task_specs(dag_id, run_id, ["a", "b", "c"], dag_run="success"), h.plugin_env(spool))
         assert h.spool_files(spool) == {}, "the Collector accepted everything; nothing should wait on the worker"
         # Metrics do not go through the store that is down: counted at once.
-        su.wait_until(lambda: h.finished_total(dag_id), ok=lambda v: v == want.finished, timeout=30, what="counts")
+        su.wait_until(lambda: su.finished_total(dag_id), ok=lambda v: v == want.finished, timeout=30, what="counts")
         # Restart the Collector while the store is still down: only the disk queue survives that.
         su.stack("stop", "collector")
         su.stack("start", "collector")
