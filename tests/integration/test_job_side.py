@@ -27,7 +27,7 @@ from otel_plugin.core import ids
 from otel_plugin.core.custom_metrics import prometheus_name
 from otel_plugin.core.runcontext import RunContext
 from otel_plugin.readback import lookup
-from tests import stackutil as su
+from testkit import stackutil as su
 
 pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("stack")]
 

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from tests import stackutil as su
+from testkit import stackutil as su
 
 pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("stack")]
 
