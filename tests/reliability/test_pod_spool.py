@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import stackutil as su
-from tests.reliability import harness as h
+from testkit import harness as h
+from testkit import stackutil as su
 
 pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("stack")]
 
