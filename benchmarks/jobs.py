@@ -25,11 +25,11 @@ import time
 from collections.abc import Callable
 
 import prometheus_client
-from testkit.procs import Released, run_released
 
 from otel_plugin.core.runcontext import RunContext
 from testkit import stackutil
 from testkit.plugin import plugin_environ
+from testkit.procs import Released, run_released
 from testkit.wait import poll
 
 from . import drive, overhead, peers

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from testkit.airflow_local import AirflowLocal
 from tests import alerting
-from tests.integration.conftest import stack  # noqa: F401 - the session fixture that starts the stack
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.airflow, pytest.mark.stack]
@@ -87,7 +87,7 @@ fixed()
 
 
 @pytest.fixture(scope="module")
-def webhook(stack) -> Iterator[alerting.WebhookReceiver]:  # noqa: F811
+def webhook(stack) -> Iterator[alerting.WebhookReceiver]:
     receiver = alerting.WebhookReceiver()
     yield receiver
     receiver.close()
@@ -95,11 +95,6 @@ def webhook(stack) -> Iterator[alerting.WebhookReceiver]:  # noqa: F811
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory, webhook):
-    import sys
-
-    sys.path.insert(0, str(ROOT / "compose"))
-    from airflow_local import AirflowLocal
-
     home = tmp_path_factory.mktemp("airflow_alerts")
     dags = home / "dags"
     dags.mkdir()

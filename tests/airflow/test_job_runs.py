@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from otel_plugin.readback import lookup
-from tests import stackutil
+from testkit import stackutil
 
 pytestmark = [pytest.mark.airflow, pytest.mark.stack]
 

@@ -17,7 +17,7 @@ from otel_plugin.__main__ import main
 from otel_plugin.core import contract, ids
 from otel_plugin.readback import lookup
 from otel_plugin.readback.stores import Jaeger, Prometheus
-from tests import stackutil
+from testkit import stackutil
 from tests.e2e.conftest import SUFFIX
 
 pytestmark = [pytest.mark.airflow, pytest.mark.stack]

@@ -30,7 +30,7 @@ def start_pod(spec: dict, env: dict[str, str]) -> subprocess.Popen[str]:
     """A task process as PID 1 of a new PID namespace, as in a container; --kill-child: it dies with us."""
     assert shutil.which("unshare"), "util-linux unshare is needed to give the task its own PID namespace"
     return subprocess.Popen(
-        ["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-m", "tests.reliability.taskproc",
+        ["unshare", "--pid", "--fork", "--kill-child", sys.executable, "-m", "testkit.taskproc",
          json.dumps(spec)],
         env=env, cwd=su.ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
