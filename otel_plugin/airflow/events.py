@@ -17,6 +17,7 @@ from otel_plugin.airflow.model import DagRunInfo, TaskRun
 from otel_plugin.api import Facts
 from otel_plugin.core import contract
 from otel_plugin.core.errors import ErrorInfo
+from otel_plugin.core.otel_compat import emit_log
 from otel_plugin.core.sanitize import bound_attributes, clean_text, safe_str
 
 Attributes = dict[str, object]
@@ -45,6 +46,8 @@ def _common(event: str, dag_id: str, run_id: str, state: str | None, trace_id: i
         "span_id": f"{span_id:016x}",
         "cicd.pipeline.name": dag_id,
         "cicd.pipeline.run.id": run_id,
+        "cicd.pipeline.run.state": contract.CICD_RUN_STATE_END if event == contract.EVENT_DAG_RUN
+        else contract.CICD_RUN_STATE_TASK,
     }
 
 
@@ -68,12 +71,15 @@ def task_attributes(run: TaskRun, error: ErrorInfo | None = None, facts: Facts |
         "reconciled": run.reconciled or None,
         "cicd.pipeline.task.name": run.task_id,
         "cicd.pipeline.task.run.id": f"{run.run_id}/{run.task_id}/{run.map_index}/{run.try_number}",
-        "cicd.pipeline.task.run.result": contract.CICD_RESULT.get(run.state or ""),
+        "cicd.pipeline.task.run.result": contract.cicd_result(run.state, error.type if error else None),
         "cicd.pipeline.task.run.url.full": run.log_url,
+        "cicd.worker.name": run.hostname,
     })
     if error:
         attrs["error.type"] = error.type
         attrs["error.message"] = error.message
+    elif attrs["cicd.pipeline.task.run.result"] in ("failure", contract.CICD_TIMEOUT):
+        attrs["error.type"] = contract.ERROR_TYPE_OTHER  # required by the conventions on a failed task run
     if facts:
         attrs.update(fact_attributes(facts))
     return _bounded(attrs)
@@ -103,8 +109,13 @@ def dag_run_attributes(info: DagRunInfo) -> Attributes:
         "end_time": _iso(info.end),
         "duration_s": (info.end - info.start).total_seconds() if info.start and info.end else None,
         "reason": clean_text(info.message) if info.message else None,
-        "cicd.pipeline.result": contract.CICD_RESULT.get(info.state or ""),
+        "cicd.pipeline.result": contract.cicd_result(info.state, reason=info.message),
+        "cicd.pipeline.action.name": contract.CICD_ACTION,
     })
+    if attrs["cicd.pipeline.result"] in ("failure", contract.CICD_TIMEOUT):
+        # error.type is required on a failed pipeline run: Airflow's reason (task_failure, timed_out) is a
+        # small fixed set; without one, the conventions' fallback.
+        attrs["error.type"] = clean_text(info.message) if info.message else contract.ERROR_TYPE_OTHER
     return _bounded(attrs)
 
 
@@ -152,11 +163,11 @@ class EventWriter:
         body = _body(attrs)
         severity = _SEVERITY.get(state, SeverityNumber.INFO)
         if self.otel_logger is not None:
-            self.otel_logger.emit(  # type: ignore[attr-defined]
+            emit_log(
+                self.otel_logger,
                 timestamp=int((when or dt.datetime.now(dt.timezone.utc)).timestamp() * 1e9),
                 context=context,
                 severity_number=severity,
-                severity_text=severity.name,
                 body=body,
                 attributes=attrs,
                 event_name=f"airflow.{attrs['event']}",

@@ -22,11 +22,16 @@ schedule_report_   float    30.0                        seconds between the sche
 interval                                                reports (freshness gauges); 0 turns them off
 =================  =======  ==========================  ============================================
 
-Standard OpenTelemetry variables: ``OTEL_EXPORTER_OTLP_ENDPOINT`` (default ``http://localhost:4318``) and the
-per-signal ``OTEL_EXPORTER_OTLP_{METRICS,LOGS,TRACES}_ENDPOINT``, ``OTEL_EXPORTER_OTLP_HEADERS`` (and
-per-signal), ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``http/protobuf`` only), ``OTEL_EXPORTER_OTLP_COMPRESSION``
-(``gzip`` or ``none``), ``OTEL_EXPORTER_OTLP_CERTIFICATE``, ``OTEL_SERVICE_NAME`` (default ``airflow``) and
-``OTEL_RESOURCE_ATTRIBUTES``.
+Standard OpenTelemetry variables, each also per signal (``OTEL_EXPORTER_OTLP_{METRICS,LOGS,TRACES}_*``, which
+wins): ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``http/protobuf``, the default, or ``grpc``),
+``OTEL_EXPORTER_OTLP_ENDPOINT`` (default ``http://localhost:4318``, or ``http://localhost:4317`` for gRPC; the
+generic HTTP endpoint gets the signal path appended, a per-signal one is taken as is),
+``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_EXPORTER_OTLP_COMPRESSION`` (``gzip`` or ``none``),
+``OTEL_EXPORTER_OTLP_TIMEOUT`` (milliseconds; default: ``export_timeout`` above),
+``OTEL_EXPORTER_OTLP_CERTIFICATE`` (CA bundle), ``OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`` and
+``OTEL_EXPORTER_OTLP_CLIENT_KEY`` (mTLS), ``OTEL_EXPORTER_OTLP_INSECURE`` (gRPC endpoint without a scheme);
+``OTEL_SDK_DISABLED=true`` disables the plugin (it records nothing); ``OTEL_SERVICE_NAME`` (default
+``airflow``, else ``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES``) and ``OTEL_RESOURCE_ATTRIBUTES``.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from otel_plugin.core import contract
+
 log = logging.getLogger(__name__)
 
 SECTION = "otel_plugin"
@@ -50,6 +57,8 @@ SIGNAL_PATHS = {"metrics": "v1/metrics", "logs": "v1/logs", "traces": "v1/traces
 # listeners, interpreter teardown: up to 3.1 s measured on a loaded 2-core machine, docs/reliability.md).
 EXIT_RESERVE_S = 5.0
 AIRFLOW_OVERTIME_DEFAULT_S = 20.0
+PROTOCOLS = ("http/protobuf", "grpc")
+DEFAULT_ENDPOINTS = {"http/protobuf": "http://localhost:4318", "grpc": "http://localhost:4317"}
 
 
 class ConfigError(ValueError):
@@ -61,7 +70,12 @@ class Endpoint:
     url: str
     headers: dict[str, str] = field(default_factory=dict, repr=False)  # may hold credentials
     gzip: bool = False
-    certificate: str | None = None
+    certificate: str | None = None  # CA bundle that verifies the server
+    client_certificate: str | None = None  # mTLS: our certificate (PEM) and its key
+    client_key: str | None = None
+    protocol: str = "http/protobuf"
+    timeout: float = 5.0  # seconds per request: OTEL_EXPORTER_OTLP_TIMEOUT, else [otel_plugin] export_timeout
+    insecure: bool = False  # gRPC only: plaintext for an endpoint without a scheme
 
 
 @dataclass(frozen=True)
@@ -75,7 +89,7 @@ class PluginConfig:
     export_timeout: float = 5.0
     spool_dir: Path = Path("otel_spool")
     spool_max_bytes: int = 256 * 2**20
-    service_name: str = "airflow"
+    service_name: str = contract.SERVICE_NAME
     schedule_report_interval: float = 30.0
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
 
@@ -167,31 +181,94 @@ def parse_headers(raw: str) -> dict[str, str]:
     return headers
 
 
-def _endpoint(signal: str) -> Endpoint:
+def _otel(signal: str, name: str) -> str | None:
+    """``OTEL_EXPORTER_OTLP_<SIGNAL>_<name>``, else ``OTEL_EXPORTER_OTLP_<name>``; blank counts as unset."""
+    for key in (f"OTEL_EXPORTER_OTLP_{signal.upper()}_{name}", f"OTEL_EXPORTER_OTLP_{name}"):
+        value = os.environ.get(key, "").strip()
+        if value:
+            return value
+    return None
+
+
+def _timeout(signal: str) -> float | None:
+    raw = _otel(signal, "TIMEOUT")
+    if raw is None:
+        return None
+    try:
+        millis = float(raw)
+    except ValueError:
+        raise ConfigError(f"OTEL_EXPORTER_OTLP_TIMEOUT must be milliseconds, got {raw!r}") from None
+    if not 100 <= millis <= 120_000:
+        raise ConfigError(f"OTEL_EXPORTER_OTLP_TIMEOUT must be between 100 and 120000 milliseconds, got {raw!r}")
+    return millis / 1000
+
+
+def _readable(path: str | None, name: str) -> str | None:
+    if path is not None and not os.access(path, os.R_OK):
+        raise ConfigError(f"{name} names a file that cannot be read: {path!r}")
+    return path
+
+
+def _endpoint(signal: str, export_timeout: float) -> Endpoint:
     env = os.environ
     upper = signal.upper()
-    protocol = env.get(f"OTEL_EXPORTER_OTLP_{upper}_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL")
-    if protocol and protocol.strip() != "http/protobuf":
-        raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported; use http/protobuf")
-    url = env.get(f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT")
-    if not url:  # the generic endpoint is a base URL; the signal path is appended (OTel spec)
-        base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "http://localhost:4318").rstrip("/")
-        url = f"{base}/{SIGNAL_PATHS[signal]}"
-    if not url.startswith(("http://", "https://")):
+    protocol = _otel(signal, "PROTOCOL") or "http/protobuf"
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported; use http/protobuf or grpc")
+    url = env.get(f"OTEL_EXPORTER_OTLP_{upper}_ENDPOINT", "").strip()
+    if not url:  # the generic endpoint is a base URL; HTTP appends the signal path (OTel spec)
+        base = (env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or DEFAULT_ENDPOINTS[protocol]).rstrip("/")
+        url = base if protocol == "grpc" else f"{base}/{SIGNAL_PATHS[signal]}"
+    if protocol == "http/protobuf" and not url.startswith(("http://", "https://")):
         raise ConfigError(f"OTLP {signal} endpoint must start with http:// or https://, got {redact_url(url)!r}")
+    if protocol == "grpc" and "://" in url and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"OTLP/gRPC {signal} endpoint must be http://, https:// or host:port, got {redact_url(url)!r}")
     headers = parse_headers(env.get("OTEL_EXPORTER_OTLP_HEADERS", ""))
     headers.update(parse_headers(env.get(f"OTEL_EXPORTER_OTLP_{upper}_HEADERS", "")))
-    try:
-        url = _credentials_to_header(url, headers)
-    except ValueError:
-        raise ConfigError(f"OTLP {signal} endpoint is not a valid URL: {redact_url(url)!r}") from None
-    compression = (
-        env.get(f"OTEL_EXPORTER_OTLP_{upper}_COMPRESSION") or env.get("OTEL_EXPORTER_OTLP_COMPRESSION") or "none"
-    ).strip().lower()
+    if "://" in url:  # a gRPC host:port has no userinfo to move
+        try:
+            url = _credentials_to_header(url, headers)
+        except ValueError:
+            raise ConfigError(f"OTLP {signal} endpoint is not a valid URL: {redact_url(url)!r}") from None
+    compression = (_otel(signal, "COMPRESSION") or "none").lower()
     if compression not in ("gzip", "none"):
         raise ConfigError(f"OTEL_EXPORTER_OTLP_COMPRESSION must be gzip or none, got {compression!r}")
-    certificate = env.get(f"OTEL_EXPORTER_OTLP_{upper}_CERTIFICATE") or env.get("OTEL_EXPORTER_OTLP_CERTIFICATE")
-    return Endpoint(url=url, headers=headers, gzip=compression == "gzip", certificate=certificate or None)
+    client_certificate = _readable(_otel(signal, "CLIENT_CERTIFICATE"), "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")
+    client_key = _readable(_otel(signal, "CLIENT_KEY"), "OTEL_EXPORTER_OTLP_CLIENT_KEY")
+    if bool(client_certificate) != bool(client_key):
+        raise ConfigError("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY go together")
+    return Endpoint(
+        url=url,
+        headers=headers,
+        gzip=compression == "gzip",
+        certificate=_readable(_otel(signal, "CERTIFICATE"), "OTEL_EXPORTER_OTLP_CERTIFICATE"),
+        client_certificate=client_certificate,
+        client_key=client_key,
+        protocol=protocol,
+        timeout=_timeout(signal) or export_timeout,
+        insecure=(_otel(signal, "INSECURE") or "false").lower() == "true",
+    )
+
+
+def service_name() -> str:
+    """The configured ``service.name``: ``OTEL_SERVICE_NAME``, else ``OTEL_RESOURCE_ATTRIBUTES``, else airflow.
+
+    The precedence is the OTel SDK's; the read-back side (lookup, queries) uses the same function, so it
+    finds what this environment's processes sent.
+    """
+    name = os.environ.get("OTEL_SERVICE_NAME", "").strip()
+    if name:
+        return name
+    for item in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, sep, value = item.partition("=")
+        if sep and unquote(key.strip()) == "service.name" and value.strip():
+            return unquote(value.strip())
+    return contract.SERVICE_NAME
+
+
+def sdk_disabled() -> bool:
+    """``OTEL_SDK_DISABLED=true`` (case-insensitive, as the spec says; any other value means enabled)."""
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
 
 
 def _default_spool_dir() -> Path:
@@ -236,9 +313,11 @@ def load(airflow_cfg: bool = True) -> PluginConfig:
 
 
 def _load() -> PluginConfig:
-    enabled = _bool("enabled", True)
+    # OTEL_SDK_DISABLED: the spec's "no-op SDK for all signals"; the plugin then records nothing at all.
+    enabled = _bool("enabled", True) and not sdk_disabled()
     spool = _raw("spool_dir")
     max_mb = _float("spool_max_mb", 256, 1, 1_000_000)
+    export_timeout = _float("export_timeout", 5.0, 0.1, 120.0)
     return PluginConfig(
         enabled=enabled,
         metrics=_bool("metrics", True),
@@ -246,12 +325,12 @@ def _load() -> PluginConfig:
         traces=_bool("traces", True),
         json_path=(_raw("json_path") or "").strip(),
         flush_budget=_flush_budget(),
-        export_timeout=_float("export_timeout", 5.0, 0.1, 120.0),
+        export_timeout=export_timeout,
         spool_dir=Path(spool).expanduser() if spool and spool.strip() else _default_spool_dir(),
         spool_max_bytes=int(max_mb * 2**20),
-        service_name=os.environ.get("OTEL_SERVICE_NAME", "").strip() or "airflow",
+        service_name=service_name(),
         schedule_report_interval=_float("schedule_report_interval", 30.0, 0.0, 3600.0),
-        endpoints={signal: _endpoint(signal) for signal in SIGNAL_PATHS} if enabled else {},
+        endpoints={signal: _endpoint(signal, export_timeout) for signal in SIGNAL_PATHS} if enabled else {},
     )
 
 

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> str:
     spools = _spools(cfg, args)
     for spool in spools:
         senders = {
-            signal: transport.Sender(signal, endpoint, spool, cfg.export_timeout)
+            signal: transport.make_sender(signal, endpoint, spool, endpoint.timeout)
             for signal, endpoint in cfg.endpoints.items()
         }
         delivered += transport.replay(spool, senders, until)

@@ -1,4 +1,4 @@
-"""OTLP/HTTP (protobuf) export with a deadline, backed by the spool.
+"""OTLP/HTTP (protobuf) export with a deadline, backed by the spool (gRPC: ``grpc_transport``, same interface).
 
 The SDK's own OTLP exporters retry for up to 10 s per signal and ignore ``force_flush`` timeouts, which
 would hold a finished task for tens of seconds when the Collector is down. Here every request gets the
@@ -24,8 +24,6 @@ from pathlib import Path
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk._logs import ReadableLogRecord
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics import Counter, Histogram, ObservableCounter, UpDownCounter
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -37,6 +35,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otel_plugin.core.config import Endpoint, redact_url
+from otel_plugin.core.otel_compat import LogRecordExporter, LogRecordExportResult, ReadableLogRecord
 from otel_plugin.core.spool import Claimed, Spool
 
 log = logging.getLogger(__name__)
@@ -123,7 +122,7 @@ class Sender:
         self.spool = spool
         self.timeout = timeout
         self.url = redact_url(endpoint.url)  # for logs: never the credentials a URL may carry
-        context = ssl.create_default_context(cafile=endpoint.certificate) if endpoint.certificate else None
+        context = _tls_context(endpoint)
         self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoRedirect)
 
     def send(self, payload: bytes) -> bool:
@@ -204,6 +203,25 @@ class Sender:
             log.warning("otel_plugin: %s export to %s failed (%s); kept for redelivery", self.signal,
                         self.url, type(exc).__name__)
         return RETRY
+
+
+def _tls_context(endpoint: Endpoint) -> ssl.SSLContext | None:
+    """The server's CA (``certificate``) and our mTLS certificate and key, if configured."""
+    if not (endpoint.certificate or endpoint.client_certificate):
+        return None
+    context = ssl.create_default_context(cafile=endpoint.certificate)
+    if endpoint.client_certificate:
+        context.load_cert_chain(endpoint.client_certificate, endpoint.client_key)
+    return context
+
+
+def make_sender(signal: str, endpoint: Endpoint, spool: Spool, timeout: float) -> Sender:
+    """The sender for the endpoint's protocol; grpc is imported only when a signal is configured for it."""
+    if endpoint.protocol == "grpc":
+        from otel_plugin.core.grpc_transport import GrpcSender
+
+        return GrpcSender(signal, endpoint, spool, timeout)
+    return Sender(signal, endpoint, spool, timeout)
 
 
 class OtlpSpanExporter(SpanExporter):

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 import pytest
-from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_plugin import api
 from otel_plugin.airflow import recorder
 from otel_plugin.core import config, pipeline
+from otel_plugin.core.otel_compat import InMemoryLogRecordExporter
 from otel_plugin.core.transport import DELTA
 
 T0 = dt.datetime(2026, 11, 27, 1, 0, 0, tzinfo=dt.timezone.utc)

@@ -75,7 +75,10 @@ def test_standard_otel_variables(monkeypatch: pytest.MonkeyPatch) -> None:
         ("AIRFLOW__OTEL_PLUGIN__FLUSH_BUDGET", "16", "flush_budget = 16 s cannot finish before Airflow's SIGTERM"),
         ("AIRFLOW__OTEL_PLUGIN__ENABLED", "maybe", "enabled must be true or false, got 'maybe'"),
         ("AIRFLOW__OTEL_PLUGIN__SPOOL_MAX_MB", "0", "spool_max_mb must be between"),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "'grpc' is not supported; use http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "'http/json' is not supported; use http/protobuf or grpc"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "5s", "OTEL_EXPORTER_OTLP_TIMEOUT must be milliseconds, got '5s'"),
+        ("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "10", "must be between 100 and 120000 milliseconds"),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/nonexistent/key.pem", "cannot be read: '/nonexistent/key.pem'"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318", "must start with http:// or https://"),
         ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", "must be gzip or none"),
     ],
@@ -127,3 +130,66 @@ def test_a_malformed_header_is_refused_without_echoing_it(monkeypatch: pytest.Mo
 def test_disabled_registers_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW__OTEL_PLUGIN__ENABLED", "false")
     assert plugin._listeners() == []
+
+
+def test_grpc_protocol_generic_and_per_signal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    cfg = config.load()
+    assert {e.protocol for e in cfg.endpoints.values()} == {"grpc"}
+    assert cfg.endpoints["traces"].url == "http://localhost:4317"  # gRPC: no signal path, port 4317
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otel.example:4317")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "https://otel.example:4318/v1/metrics")
+    cfg = config.load()
+    assert (cfg.endpoints["logs"].protocol, cfg.endpoints["logs"].url) == ("grpc", "https://otel.example:4317")
+    assert (cfg.endpoints["metrics"].protocol, cfg.endpoints["metrics"].url) == (
+        "http/protobuf", "https://otel.example:4318/v1/metrics")
+
+
+def test_timeout_is_milliseconds_per_signal_and_defaults_to_export_timeout(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__OTEL_PLUGIN__EXPORT_TIMEOUT", "3")
+    assert {e.timeout for e in config.load().endpoints.values()} == {3.0}
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1500")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "250")
+    endpoints = config.load().endpoints
+    assert (endpoints["logs"].timeout, endpoints["traces"].timeout) == (1.5, 0.25)
+
+
+def test_the_pipeline_bounds_each_request_by_the_flush_budget(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from otel_plugin.core.pipeline import Pipeline
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "9000")
+    monkeypatch.setenv("AIRFLOW__OTEL_PLUGIN__SPOOL_DIR", str(tmp_path))
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "grpc")
+    pipe = Pipeline(config.load())
+    assert {s.timeout for s in pipe.senders.values()} == {2.0}  # flush_budget default
+    assert type(pipe.senders["logs"]).__name__ == "GrpcSender" and type(pipe.senders["traces"]).__name__ == "Sender"
+
+
+def test_client_certificate_and_key_go_together(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", str(cert))
+    with pytest.raises(config.ConfigError, match="go together"):
+        config.load()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", str(key))
+    with pytest.raises(config.ConfigError, match="go together"):
+        config.load()  # the key for traces only: logs and metrics still have a certificate without a key
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_CLIENT_KEY", str(key))
+    endpoint = config.load().endpoints["metrics"]
+    assert (endpoint.client_certificate, endpoint.client_key) == (str(cert), str(key))
+
+
+@pytest.mark.parametrize(("value", "enabled"), [("true", False), ("TRUE", False), ("false", True), ("1", True)])
+def test_otel_sdk_disabled_turns_the_plugin_off(monkeypatch: pytest.MonkeyPatch, value: str, enabled: bool) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", value)
+    assert config.load().enabled is enabled
+    assert (plugin._listeners() != []) is enabled  # spec: only "true" (any case) disables
+
+
+def test_service_name_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment.name=prod,service.name=from-attrs")
+    assert config.load().service_name == "from-attrs"
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "airflow-prod")
+    assert config.load().service_name == config.service_name() == "airflow-prod"

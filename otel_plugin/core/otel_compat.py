@@ -1,0 +1,76 @@
+"""The few OpenTelemetry SDK names that changed between the oldest supported release (1.27, Airflow's own
+floor) and the newest: import them from here, never from the SDK directly.
+
+- 1.39 renamed the logs SDK's ``LogExporter``/``LogExportResult``/``LogData`` to ``LogRecordExporter``/
+  ``LogRecordExportResult``/``ReadableLogRecord`` (same roles; ``.log_record`` holds the record in both).
+- ``Logger.emit`` takes the record's fields as keywords (with ``event_name``) in new releases; 1.27 takes one
+  SDK ``LogRecord``. ``emit_log`` calls whichever the installed SDK has; on an SDK without ``event_name``
+  the name goes into the ``event.name`` attribute, the convention of those releases.
+
+``make test-oldest`` runs the unit and real-Airflow tests on the oldest release (tests/oldest-otel.txt).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.context import Context
+
+try:
+    from opentelemetry.sdk._logs import ReadableLogRecord
+    from opentelemetry.sdk._logs.export import (
+        InMemoryLogRecordExporter,
+        LogRecordExporter,
+        LogRecordExportResult,
+    )
+except ImportError:  # OpenTelemetry < 1.39
+    from opentelemetry.sdk._logs import LogData as ReadableLogRecord  # type: ignore[attr-defined,no-redef]
+    from opentelemetry.sdk._logs.export import (  # type: ignore[attr-defined,no-redef]
+        InMemoryLogExporter as InMemoryLogRecordExporter,
+    )
+    from opentelemetry.sdk._logs.export import (  # type: ignore[attr-defined,no-redef]
+        LogExporter as LogRecordExporter,
+    )
+    from opentelemetry.sdk._logs.export import (  # type: ignore[attr-defined,no-redef]
+        LogExportResult as LogRecordExportResult,
+    )
+
+__all__ = ["InMemoryLogRecordExporter", "LogRecordExportResult", "LogRecordExporter", "ReadableLogRecord", "emit_log"]
+
+_KEYWORD_EMIT: dict[type, bool] = {}
+
+
+def _takes_keywords(logger: Any) -> bool:
+    cls = type(logger)
+    if cls not in _KEYWORD_EMIT:
+        _KEYWORD_EMIT[cls] = "event_name" in inspect.signature(cls.emit).parameters
+    return _KEYWORD_EMIT[cls]
+
+
+def emit_log(
+    logger: Any,
+    *,
+    timestamp: int,
+    context: Context | None,
+    severity_number: SeverityNumber,
+    body: str,
+    attributes: dict[str, Any],
+    event_name: str,
+) -> None:
+    """One log record with these fields, parented to the span in ``context``, on any supported SDK."""
+    if _takes_keywords(logger):
+        logger.emit(timestamp=timestamp, context=context, severity_number=severity_number,
+                    severity_text=severity_number.name, body=body, attributes=attributes, event_name=event_name)
+        return
+    from opentelemetry.sdk._logs import LogRecord  # the SDK's record: 1.27 reads ids and resource from it
+
+    span = trace.get_current_span(context).get_span_context()
+    logger.emit(LogRecord(
+        timestamp=timestamp, observed_timestamp=time.time_ns(), trace_id=span.trace_id, span_id=span.span_id,
+        trace_flags=span.trace_flags, severity_text=severity_number.name, severity_number=severity_number,
+        body=body, resource=getattr(logger, "resource", None), attributes={**attributes, "event.name": event_name},
+    ))
