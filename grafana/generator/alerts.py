@@ -51,7 +51,9 @@ class Alert:
 
     @property
     def expr(self) -> str:
-        return Q.render(Q.get(self.query), "promql", window=self.window)
+        # Rules are files, not dashboards: no variable. They watch the default service name (the label they
+        # carry below); an environment with another OTEL_SERVICE_NAME copies the rules with its name.
+        return Q.render(Q.get(self.query), "promql", window=self.window, service=contract.SERVICE_NAME)
 
     @property
     def seconds(self) -> int:

@@ -152,11 +152,24 @@ def traces_target(flavour: Flavour, name: str, ref_id: str, variables: tuple[str
 # --- variables -------------------------------------------------------------------------------------------
 
 
+def service_variable() -> dash.QueryVariable:
+    """The service.name of one Airflow environment (``OTEL_SERVICE_NAME``); Prometheus has it as ``job``.
+
+    Every query of every dashboard matches it, so environments sharing the stores stay apart.
+    """
+    label = Q.PROMETHEUS_SERVICE_LABEL
+    metric = Q.DAG_RUN_FINISHED
+    return (dash.QueryVariable(Q.SERVICE_VARIABLE).label(Q.SERVICE_VARIABLE).datasource(PROMETHEUS.ref)
+            .query(f"label_values({metric}, {label})").refresh(dash_model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(dash_model.VariableSort.ALPHABETICAL_ASC))  # fmt: skip
+
+
 def prometheus_label_variable(field: str, metric: str, *, multi: bool, depends_on: tuple[str, ...] = ()
                               ) -> dash.QueryVariable:
-    """Values of a label of one of the plugin's metrics (optionally narrowed by earlier variables)."""
-    matchers = ", ".join(f'{v}=~"${v}"' for v in depends_on)
-    selector = f"{metric}{{{matchers}}}" if matchers else metric
+    """Values of a label of one of the plugin's metrics in the ``$service`` environment (optionally narrowed
+    by earlier variables)."""
+    matchers = [f'{Q.PROMETHEUS_SERVICE_LABEL}="${Q.SERVICE_VARIABLE}"'] + [f'{v}=~"${v}"' for v in depends_on]
+    selector = f"{metric}{{{', '.join(matchers)}}}"
     variable = (dash.QueryVariable(field).label(field).datasource(PROMETHEUS.ref)
                 .query(f"label_values({selector}, {field})").refresh(dash_model.VariableRefresh.ON_TIME_RANGE_CHANGED)
                 .sort(dash_model.VariableSort.ALPHABETICAL_ASC))  # fmt: skip
@@ -190,7 +203,7 @@ def link_property(title: str, url: str = "", internal: dict[str, Any] | None = N
 
 def events_of_trace_link(flavour: Flavour, value: str) -> dash_model.DynamicConfigValue:
     """A link from a trace id (``value``: a Grafana expression) to the run's events in Explore."""
-    expr = Q.render(Q.get("trace_events"), flavour.logs_dialect, trace_id=value)
+    expr = Q.render(Q.get("trace_events"), flavour.logs_dialect, trace_id=value, service=Q.ANY_SERVICE)
     query: dict[str, Any] = {"expr": expr, "refId": "A"}
     if flavour.logs is VICTORIALOGS:
         query["queryType"] = "instant"

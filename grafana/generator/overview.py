@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from otel_plugin.readback import queries as Q
 
-from .defaults import UID_OVERVIEW, Flavour, dash, dash_model, new_dashboard, prometheus_label_variable, promql_target
+from .defaults import (
+    UID_OVERVIEW,
+    Flavour,
+    dash,
+    dash_model,
+    new_dashboard,
+    prometheus_label_variable,
+    promql_target,
+    service_variable,
+)
 
 VARIABLES = ("dag_id", "task_id")
 _BY_TASK = "{{dag_id}} / {{task_id}}"
@@ -45,6 +54,7 @@ def build(flavour: Flavour) -> dash.Dashboard:
     return (
         new_dashboard(UID_OVERVIEW, "Airflow: operations overview",
                       "Task and DAG-run outcomes from the plugin's delta metrics (Prometheus)")
+        .with_variable(service_variable())
         .with_variable(prometheus_label_variable("dag_id", Q.DAG_RUN_FINISHED, multi=True))
         .with_variable(prometheus_label_variable("task_id", Q.TASK_FINISHED, multi=True, depends_on=("dag_id",)))
         .with_row(dash.Row("Runs and failures"))

@@ -33,7 +33,10 @@ def datasources(flavour: Flavour) -> dict[str, Any]:
     # The VictoriaLogs plugin reads maxLines as a string, Loki as a number.
     max_lines = str(MAX_LOG_LINES) if logs is VICTORIALOGS else MAX_LOG_LINES
     logs_data: dict[str, Any] = {"derivedFields": [to_trace], "maxLines": max_lines}
-    events_of_trace = Q.render(Q.get("trace_events"), flavour.logs_dialect, trace_id="${__trace.traceId}")
+    # Any service: a trace id is unique, and a trace joining Airflow's own spans may cross service names.
+    events_of_trace = Q.render(
+        Q.get("trace_events"), flavour.logs_dialect, trace_id="${__trace.traceId}", service=Q.ANY_SERVICE
+    )
     traces_data: dict[str, Any] = {"tracesToLogsV2": {
         "datasourceUid": logs.uid, "customQuery": True, "query": events_of_trace, "filterByTraceID": False,
         "spanStartTimeShift": f"-{SPAN_TIME_SHIFT}", "spanEndTimeShift": SPAN_TIME_SHIFT}}

@@ -15,6 +15,7 @@ from .defaults import (
     logs_field_variable,
     logs_target,
     new_dashboard,
+    service_variable,
     traces_target,
 )  # fmt: skip
 
@@ -61,6 +62,7 @@ def build(flavour: Flavour) -> dash.Dashboard:
     return (
         new_dashboard(UID_RUN_LOOKUP, "Airflow: run lookup",
                       f"One DAG run from its events ({flavour.logs.name}) and trace ({flavour.traces.name})")
+        .with_variable(service_variable())
         .with_variable(logs_field_variable(flavour, "dag_id", runs))
         .with_variable(logs_field_variable(flavour, "run_id", runs_of_dag))
         .with_panel(_events_table(flavour, "Timeline", "run_timeline", TIMELINE_COLUMNS))

@@ -13,6 +13,7 @@ from .defaults import (
     events_of_trace_link,
     new_dashboard,
     prometheus_label_variable,
+    service_variable,
     traces_target,
 )  # fmt: skip
 
@@ -38,6 +39,7 @@ def build(flavour: Flavour) -> dash.Dashboard:
         new_dashboard(UID_TRACES, "Airflow: DAG-run traces",
                       f"One trace per DAG run ({flavour.traces.name}); each links to the run's events "
                       f"({flavour.logs.name})")
+        .with_variable(service_variable())
         .with_variable(dag)
         .with_panel(_search(flavour, "Runs of $dag_id", "dag_traces").span(12))
         .with_panel(_search(flavour, "Runs with a failed task", "failed_dag_traces").span(12))

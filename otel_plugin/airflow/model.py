@@ -13,7 +13,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
-from otel_plugin.core import ids
+from otel_plugin.core import config, ids
 from otel_plugin.core.sanitize import safe_str
 
 _MISSING = object()
@@ -79,7 +79,8 @@ def trace_ref(dag_id: str, run_id: str, clear_number: int, carrier: str | None) 
     if parsed and parsed[2]:
         trace, airflow_span, _ = parsed
         return TraceRef(trace, ids.child_root_span_id(trace, dag_id, run_id), airflow_span)
-    return TraceRef(ids.trace_id(dag_id, run_id, clear_number), ids.root_span_id(dag_id, run_id, clear_number))
+    trace = ids.trace_id(dag_id, run_id, clear_number, service=config.service_name())
+    return TraceRef(trace, ids.root_span_id(dag_id, run_id, clear_number))
 
 
 @dataclass(frozen=True)

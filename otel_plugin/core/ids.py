@@ -2,13 +2,17 @@
 
 The scheduler (DAG-run root span) and every worker process (task spans) derive the same ids from
 (dag_id, run_id, clear_number) alone; no state crosses processes. A cleared run gets a new clear_number
-and so a new trace.
+and so a new trace. The trace id also takes the service name when it is not the default (``airflow``):
+two environments (``OTEL_SERVICE_NAME``) running the same DAG and run id write two traces, not one mixed
+trace, into a shared trace store; the default keeps the ids it always had.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+
+from otel_plugin.core import contract
 
 _SEP = "\x1f"
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
@@ -19,8 +23,9 @@ def _hash_int(nbytes: int, *parts: object) -> int:
     return int.from_bytes(digest[:nbytes], "big") or 1  # 0 is the invalid id in W3C trace context
 
 
-def trace_id(dag_id: str, run_id: str, clear_number: int = 0) -> int:
-    return _hash_int(16, "trace", dag_id, run_id, clear_number)
+def trace_id(dag_id: str, run_id: str, clear_number: int = 0, service: str = contract.SERVICE_NAME) -> int:
+    scope = () if service == contract.SERVICE_NAME else (service,)
+    return _hash_int(16, "trace", dag_id, run_id, clear_number, *scope)
 
 
 def root_span_id(dag_id: str, run_id: str, clear_number: int = 0) -> int:

@@ -3,6 +3,7 @@
 Usage::
 
     python -m otel_plugin lookup --dag etl --run 'manual__2026-11-27T01:02:03.456+00:00'
+    python -m otel_plugin lookup --service airflow-prod --dag etl --run RUN   # default: $OTEL_SERVICE_NAME
     airflow-otel lookup --dag etl --run RUN --logs loki --traces tempo --json
 
 Reads events from VictoriaLogs (default) or Loki and spans from Jaeger (default) or Tempo; endpoints from
@@ -19,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from otel_plugin.core import contract
+from otel_plugin.core import config, contract
 from otel_plugin.readback import queries
 from otel_plugin.readback.stores import (
     Jaeger,
@@ -164,10 +165,12 @@ def format_tree(spans: Iterable[Span]) -> str:
     return "\n".join(lines)
 
 
-def paste_queries(dag_id: str, run_id: str) -> dict[str, dict[str, str]]:
+def paste_queries(dag_id: str, run_id: str, service: str | None = None) -> dict[str, dict[str, str]]:
     """The catalogue's queries for this run (and its DAG's metrics) in every dialect."""
-    found = {n: queries.render_all(queries.get(n), dag_id=dag_id, run_id=run_id) for n in PASTE_QUERIES}
-    found.update({n: queries.render_all(queries.get(n), dag_id=dag_id) for n in DAG_QUERIES})
+    found = {
+        n: queries.render_all(queries.get(n), dag_id=dag_id, run_id=run_id, service=service) for n in PASTE_QUERIES
+    }
+    found.update({n: queries.render_all(queries.get(n), dag_id=dag_id, service=service) for n in DAG_QUERIES})
     return found
 
 
@@ -175,6 +178,7 @@ def paste_queries(dag_id: str, run_id: str) -> dict[str, dict[str, str]]:
 class RunLookup:
     dag_id: str
     run_id: str
+    service: str
     logs_source: str
     events: list[TimelineRow]
     traces: dict[str, list[Span] | None]  # trace id -> spans (None: not in the trace store)
@@ -183,15 +187,15 @@ class RunLookup:
 
 
 def fetch_events(
-    dag_id: str, run_id: str, logs: str, url: str | None, timeout: float, lookback: str
+    dag_id: str, run_id: str, logs: str, url: str | None, timeout: float, lookback: str, service: str
 ) -> list[dict[str, Any]]:
     q = queries.get("run_timeline")
     if logs == "loki":
         end_ns = time.time_ns()
         start_ns = end_ns - int(duration_seconds(lookback) * 1e9)
-        logql = queries.render(q, "logql", dag_id=dag_id, run_id=run_id)
+        logql = queries.render(q, "logql", dag_id=dag_id, run_id=run_id, service=service)
         return Loki(url, timeout).query_range(logql, start_ns=start_ns, end_ns=end_ns, limit=EVENT_LIMIT)
-    logsql = queries.render(q, "logsql", dag_id=dag_id, run_id=run_id)
+    logsql = queries.render(q, "logsql", dag_id=dag_id, run_id=run_id, service=service)
     return VictoriaLogs(url, timeout).query(logsql, limit=EVENT_LIMIT)
 
 
@@ -209,30 +213,36 @@ def lookup(
     urls: Mapping[str, str | None] | None = None,
     timeout: float = 10.0,
     lookback: str = "7d",
+    service: str | None = None,
 ) -> RunLookup:
-    """Everything about one run; StoreError when a store fails, RunNotFound when the run has no events."""
+    """Everything about one run of ``service`` (default: the configured ``OTEL_SERVICE_NAME``); StoreError when
+    a store fails, RunNotFound when the run has no events."""
     urls = urls or {}
-    records = fetch_events(dag_id, run_id, logs, urls.get(logs), timeout, lookback)
+    service = service or config.service_name()
+    records = fetch_events(dag_id, run_id, logs, urls.get(logs), timeout, lookback, service)
     if not records:
         raise RunNotFound(
-            f"no events for DAG {dag_id!r} run {run_id!r} in {logs} at {store_url(logs, urls.get(logs))}"
+            f"no events for DAG {dag_id!r} run {run_id!r} of service {service!r} in {logs} at "
+            f"{store_url(logs, urls.get(logs))}"
             + (f" (last {lookback})" if logs == "loki" else "")
         )
     trace_ids = dict.fromkeys(str(t) for r in records if (t := _field(r, "trace_id")))  # first-seen order
     return RunLookup(
         dag_id=dag_id,
         run_id=run_id,
+        service=service,
         logs_source=f"{logs} at {store_url(logs, urls.get(logs))}",
         events=timeline_rows(records),
         traces=fetch_traces(trace_ids, traces, urls.get(traces), timeout),
         traces_source=f"{traces} at {store_url(traces, urls.get(traces))}",
-        queries=paste_queries(dag_id, run_id),
+        queries=paste_queries(dag_id, run_id, service),
     )
 
 
 def format_lookup(found: RunLookup) -> str:
     parts = [
-        f"DAG {found.dag_id}, run {found.run_id}: {len(found.events)} events from {found.logs_source}",
+        f"DAG {found.dag_id}, run {found.run_id} ({found.service}): {len(found.events)} events from "
+        f"{found.logs_source}",
         "",
         format_timeline(found.events),
     ]
@@ -263,6 +273,11 @@ def as_json(found: RunLookup) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dag", required=True, help="the DAG id")
     parser.add_argument("--run", required=True, help="the run id, e.g. manual__2026-11-27T01:02:03+00:00")
+    parser.add_argument(
+        "--service",
+        default=None,
+        help="service.name the run's Airflow sends as (default: $OTEL_SERVICE_NAME, else airflow)",
+    )
     parser.add_argument("--logs", choices=("victorialogs", "loki"), default="victorialogs", help="log store")
     parser.add_argument("--traces", choices=("jaeger", "tempo"), default="jaeger", help="trace store")
     for store in ("victorialogs", "loki", "jaeger", "tempo"):
@@ -284,7 +299,14 @@ def run(args: argparse.Namespace) -> str:
     """The lookup's output as text or JSON; StoreError and RunNotFound propagate (ERRORS)."""
     urls = {s: getattr(args, f"{s}_url") for s in ("victorialogs", "loki", "jaeger", "tempo")}
     found = lookup(
-        args.dag, args.run, logs=args.logs, traces=args.traces, urls=urls, timeout=args.timeout, lookback=args.lookback
+        args.dag,
+        args.run,
+        logs=args.logs,
+        traces=args.traces,
+        urls=urls,
+        timeout=args.timeout,
+        lookback=args.lookback,
+        service=args.service,
     )
     return as_json(found) if args.json else format_lookup(found)
 

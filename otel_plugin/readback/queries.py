@@ -18,6 +18,13 @@ Dialects per signal: metrics -> ``promql``; logs -> ``logsql`` (VictoriaLogs) an
 traces -> ``jaeger`` (tag search of Jaeger's ``/api/traces``, rendered as a URL query string) and
 ``traceql`` (Tempo).
 
+Service: every query matches one ``service.name`` (``OTEL_SERVICE_NAME``; one name per Airflow environment
+keeps environments apart in shared stores): LogsQL ``{service.name=...}``, LogQL ``{service_name=...}``,
+TraceQL ``resource.service.name``, Jaeger's ``service`` and, in PromQL, the ``job`` label (the Collector's
+prometheus exporter sets ``job`` to ``service.name``). ``service=None`` (the default) is this process's
+configured name (``otel_plugin.core.config.service_name``); ``ANY_SERVICE`` drops the condition (not for
+Jaeger, whose search needs a service). In Grafana the name is the ``$service`` variable.
+
 Filters: each query names the filter fields it takes (``dag_id``, ``run_id``, ``task_id``, ``state``,
 ``trace_id``). A filter value is a string or a tuple of strings (any of them). Values are escaped for each
 dialect; where a matcher is a regex (several values, or a multi-value Grafana variable) the values are
@@ -39,8 +46,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlencode
 
-from otel_plugin.core import contract
-from otel_plugin.core.contract import SERVICE_NAME
+from otel_plugin.core import config, contract
 
 Signal = Literal["metrics", "logs", "traces"]
 Dialect = Literal["promql", "logsql", "logql", "jaeger", "traceql"]
@@ -70,6 +76,9 @@ DAG_FILE_IMPORT_ERROR = contract.DAG_FILE_IMPORT_ERROR.prometheus
 SCHEDULER_HEARTBEAT = contract.SCHEDULER_HEARTBEAT.prometheus
 
 FilterValue = str | tuple[str, ...]
+ANY_SERVICE = "*"  # ``service=ANY_SERVICE``: match every service.name (e.g. a trace id, unique anyway)
+SERVICE_VARIABLE = "service"  # the dashboards' variable holding the service name
+PROMETHEUS_SERVICE_LABEL = "job"  # where Prometheus keeps service.name
 
 
 @dataclass(frozen=True)
@@ -302,6 +311,20 @@ def _bind_variables(query: Query, variables: Iterable[str] | None) -> dict[str, 
     return {f: _Bound(variable=f, multi=FILTER_FIELDS[f]) for f in names}
 
 
+def _bind_service(service: str | None) -> _Bound:
+    """A literal name, or no condition at all (``ANY_SERVICE``: neither values nor a variable)."""
+    if service == ANY_SERVICE:
+        return _Bound()
+    name = config.service_name() if service is None else service
+    if not name:
+        raise ValueError("service must be a non-empty name, ANY_SERVICE or None (the configured name)")
+    return _Bound((name,))
+
+
+def _is_any(b: _Bound) -> bool:
+    return not b.values and b.variable is None
+
+
 def _conditions(where: tuple[Match, ...], bound: Mapping[str, _Bound]) -> list[tuple[str, _Bound]]:
     """Fixed conditions first, then the filters, in the query's own field order."""
     return [(m.field, _Bound(m.values)) for m in where] + list(bound.items())
@@ -353,32 +376,35 @@ def _matcher(name: str, b: _Bound, eq: str, re_eq: str, anchored: bool = False) 
 # Metrics: PromQL
 
 
-def _selector(metric: str, conditions: list[tuple[str, _Bound]]) -> str:
-    matchers = ", ".join(_matcher(field, b, "=", "=~") for field, b in conditions)
+def _selector(metric: str, conditions: list[tuple[str, _Bound]], service: _Bound) -> str:
+    """``metric{job="<service>", ...}``: the service first, as it narrows most."""
+    lead = [] if _is_any(service) else [(PROMETHEUS_SERVICE_LABEL, service)]
+    matchers = ", ".join(_matcher(field, b, "=", "=~") for field, b in lead + conditions)
     return f"{metric}{{{matchers}}}" if matchers else metric
 
 
-def _promql_increase(c: CounterIncrease, bound: Mapping[str, _Bound], window: str) -> str:
+def _promql_increase(c: CounterIncrease, bound: Mapping[str, _Bound], window: str, service: _Bound) -> str:
     by = ", ".join(c.by)
-    expr = f"sum by ({by}) (increase({_selector(c.metric, _conditions(c.where, bound))}[{window}]))"
+    expr = f"sum by ({by}) (increase({_selector(c.metric, _conditions(c.where, bound), service)}[{window}]))"
     if c.zero_fill:
-        expr = f"({expr} or sum by ({by}) (increase({_selector(c.metric, _conditions((), bound))}[{window}])) * 0)"
+        every = _selector(c.metric, _conditions((), bound), service)
+        expr = f"({expr} or sum by ({by}) (increase({every}[{window}])) * 0)"
     return f"{expr} > 0" if c.only_positive else expr
 
 
-def _promql(spec: Spec, bound: Mapping[str, _Bound], window: str) -> str:
+def _promql(spec: Spec, bound: Mapping[str, _Bound], window: str, service: _Bound) -> str:
     if isinstance(spec, CounterIncrease):
-        return _promql_increase(spec, bound, window)
+        return _promql_increase(spec, bound, window, service)
     if isinstance(spec, IncreaseRatio):
-        num = _promql_increase(spec.numerator, bound, window)
-        den = _promql_increase(spec.denominator, bound, window)
+        num = _promql_increase(spec.numerator, bound, window, service)
+        den = _promql_increase(spec.denominator, bound, window, service)
         return f"({num} or {den} * 0) / {den}"  # 0, not no data, for a group with no numerator series
     if isinstance(spec, LatestGauge):
         latest = f"last_over_time({_selector(spec.metric, _conditions((), bound))}[{window}])"
         agg = f"max by ({', '.join(spec.by)})" if spec.by else "max"
         return f"time() - {agg} ({latest} > 0)" if spec.overdue else f"{agg} ({latest})"
     assert isinstance(spec, HistogramQuantile)
-    buckets = _selector(f"{spec.histogram}_bucket", _conditions((), bound))
+    buckets = _selector(f"{spec.histogram}_bucket", _conditions((), bound), service)
     by = ", ".join((*spec.by, "le"))
     return f"histogram_quantile({spec.quantile}, sum by ({by}) (increase({buckets}[{window}])))"
 
@@ -395,8 +421,8 @@ def _logsql_filter(field: str, b: _Bound) -> str:
     return f"{field}:in({','.join(quote(v) for v in b.values)})"
 
 
-def _logsql(spec: EventList | EventCount, bound: Mapping[str, _Bound], window: str) -> str:
-    parts = [f"{{service.name={quote(SERVICE_NAME)}}}"]
+def _logsql(spec: EventList | EventCount, bound: Mapping[str, _Bound], window: str, service: _Bound) -> str:
+    parts = ['{service.name=~".+"}' if _is_any(service) else f"{{service.name={_literal(service)}}}"]
     if isinstance(spec, EventCount) and not _is_grafana_macro(window):
         parts.append(f"_time:{window}")  # the VictoriaLogs datasource sends the dashboard's range itself
     parts += [_logsql_filter(field, b) for field, b in _conditions(spec.where, bound)]
@@ -413,8 +439,8 @@ def loki_name(field: str) -> str:
     return re.sub(r"\W", "_", field)
 
 
-def _logql(spec: EventList | EventCount, bound: Mapping[str, _Bound], window: str) -> str:
-    stream = f"{{service_name={quote(SERVICE_NAME)}}}"
+def _logql(spec: EventList | EventCount, bound: Mapping[str, _Bound], window: str, service: _Bound) -> str:
+    stream = '{service_name=~".+"}' if _is_any(service) else f"{{service_name={_literal(service)}}}"
     filters = [f" | {_matcher(loki_name(f), b, '=', '=~')}" for f, b in _conditions(spec.where, bound)]
     pipeline = stream + "".join(filters)
     if isinstance(spec, EventCount):
@@ -428,16 +454,20 @@ def _logql(spec: EventList | EventCount, bound: Mapping[str, _Bound], window: st
 # Traces: Jaeger tag search and TraceQL (Tempo)
 
 
-def _traceql(spec: TraceSearch, bound: Mapping[str, _Bound]) -> str:
+def _traceql(spec: TraceSearch, bound: Mapping[str, _Bound], service: _Bound) -> str:
     # Tempo 3 anchors =~ but 2.x searched substrings: anchor explicitly so both match whole values.
-    terms = [f"resource.service.name = {quote(SERVICE_NAME)}"]
+    terms = [] if _is_any(service) else [f"resource.service.name = {_literal(service)}"]
     terms += [_matcher(f"span.{f}", b, " = ", " =~ ", anchored=True) for f, b in _conditions(spec.where, bound)]
     if spec.errors_only:
         terms.append("status = error")
     return "{ " + " && ".join(terms) + " }"
 
 
-def _jaeger_params(spec: TraceSearch, bound: Mapping[str, _Bound], lookback: str, limit: int) -> dict[str, str]:
+def _jaeger_params(
+    spec: TraceSearch, bound: Mapping[str, _Bound], lookback: str, limit: int, service: _Bound
+) -> dict[str, str]:
+    if _is_any(service):
+        raise ValueError("Jaeger's trace search needs one service name")
     tags: dict[str, str] = {}
     for field, b in _conditions(spec.where, bound):
         if len(b.values) > 1:  # a Grafana variable goes in as one value: Jaeger panels use single values
@@ -446,7 +476,7 @@ def _jaeger_params(spec: TraceSearch, bound: Mapping[str, _Bound], lookback: str
     if spec.errors_only:
         tags["error"] = "true"  # Jaeger's tag for a span with OTel status ERROR
     params = {
-        "service": SERVICE_NAME,
+        "service": f"${service.variable}" if service.variable else service.values[0],
         "tags": json.dumps(tags, ensure_ascii=False, separators=(",", ":")),
         "limit": str(limit),
     }
@@ -459,50 +489,68 @@ def _jaeger_params(spec: TraceSearch, bound: Mapping[str, _Bound], lookback: str
 # Public rendering API
 
 
-def _render(query: Query, dialect: str, bound: Mapping[str, _Bound], window: str) -> str:
+def _render(query: Query, dialect: str, bound: Mapping[str, _Bound], window: str, service: _Bound) -> str:
     if dialect not in query.dialects:
         raise ValueError(f"query {query.name} ({query.signal}) renders to {query.dialects}, not {dialect!r}")
     spec = query.spec
     if dialect == "promql":
-        return _promql(spec, bound, window)
+        return _promql(spec, bound, window, service)
     if dialect in ("logsql", "logql"):
         assert isinstance(spec, (EventList, EventCount))
-        return _logsql(spec, bound, window) if dialect == "logsql" else _logql(spec, bound, window)
+        render_logs = _logsql if dialect == "logsql" else _logql
+        return render_logs(spec, bound, window, service)
     assert isinstance(spec, TraceSearch)
     if dialect == "traceql":
-        return _traceql(spec, bound)
-    return urlencode(_jaeger_params(spec, bound, lookback=window, limit=20))
+        return _traceql(spec, bound, service)
+    return urlencode(_jaeger_params(spec, bound, lookback=window, limit=20, service=service))
 
 
-def render(query: Query, dialect: str, *, window: str = "1h", **values: FilterValue | None) -> str:
+def render(
+    query: Query, dialect: str, *, window: str = "1h", service: str | None = None, **values: FilterValue | None
+) -> str:
     """``query`` in ``dialect`` with literal filter values (None values are left out).
 
     ``window`` is the range of aggregations (PromQL/LogQL ``[window]``, LogsQL ``_time:window``) and
-    the lookback of a Jaeger search. Jaeger renders as the query string of ``/api/traces``.
+    the lookback of a Jaeger search. Jaeger renders as the query string of ``/api/traces``. ``service``:
+    see the module docstring (default: the configured ``OTEL_SERVICE_NAME``).
     """
-    return _render(query, dialect, _bind_values(query, values), window)
+    return _render(query, dialect, _bind_values(query, values), window, _bind_service(service))
 
 
 def render_for_grafana(
-    query: Query, dialect: str, *, variables: Iterable[str] | None = None, window: str = "$__range"
+    query: Query,
+    dialect: str,
+    *,
+    variables: Iterable[str] | None = None,
+    window: str = "$__range",
+    service: str | None = None,
 ) -> str:
     """``query`` in ``dialect`` with Grafana template variables (``$dag_id``...) instead of values.
 
-    ``variables`` picks which filters become variables (default: all the query takes).
+    ``variables`` picks which filters become variables (default: all the query takes). The service is the
+    ``$service`` variable unless ``service`` names one (or is ``ANY_SERVICE``).
     """
-    return _render(query, dialect, _bind_variables(query, variables), window)
+    bound_service = _Bound(variable=SERVICE_VARIABLE) if service is None else _bind_service(service)
+    return _render(query, dialect, _bind_variables(query, variables), window, bound_service)
 
 
-def render_all(query: Query, *, window: str = "1h", **values: FilterValue | None) -> dict[str, str]:
+def render_all(
+    query: Query, *, window: str = "1h", service: str | None = None, **values: FilterValue | None
+) -> dict[str, str]:
     """The query in each of its dialects, keyed by dialect."""
-    return {d: render(query, d, window=window, **values) for d in query.dialects}
+    return {d: render(query, d, window=window, service=service, **values) for d in query.dialects}
 
 
 def jaeger_search(
-    query: Query, *, lookback: str = "1h", limit: int = 20, **values: FilterValue | None
+    query: Query,
+    *,
+    lookback: str = "1h",
+    limit: int = 20,
+    service: str | None = None,
+    **values: FilterValue | None,
 ) -> dict[str, str]:
     """Parameters of Jaeger's ``GET /api/traces`` for a trace query (``tags`` is a JSON object)."""
     if query.signal != "traces":
         raise ValueError(f"query {query.name} is a {query.signal} query, not a trace search")
     assert isinstance(query.spec, TraceSearch)
-    return _jaeger_params(query.spec, _bind_values(query, values), lookback, limit)
+    return _jaeger_params(query.spec, _bind_values(query, values), lookback, limit, _bind_service(service))

@@ -137,7 +137,8 @@ def substitute(text: str, known: SimpleNamespace, dialect: str) -> str:
         text = text.replace("in($dag_id)", f"in({Q.quote(known.dag_id)})")
     elif dialect != "jaeger":
         text = text.replace("$dag_id", Q.quote(Q.regex_escape(known.dag_id))[1:-1])
-    values = {"dag_id": known.dag_id, "run_id": known.run_id, "task_id": ALL, "__value.raw": known.trace_id,
+    values = {"service": stackutil.SERVICE_NAME,
+              "dag_id": known.dag_id, "run_id": known.run_id, "task_id": ALL, "__value.raw": known.trace_id,
               "__trace.traceId": known.trace_id}
     for name, value in values.items():
         text = text.replace(f"${{{name}}}", value).replace(f"${name}", value)
@@ -246,7 +247,7 @@ def run_jaeger(model: dict[str, Any], known: SimpleNamespace) -> int:
     now_us = int(time.time() * 1e6)
     tags = logfmt(substitute(model["tags"], known, "jaeger"))
     params = {
-        "service": model["service"],
+        "service": substitute(model["service"], known, "jaeger"),
         "tags": json.dumps(tags),
         "limit": model["limit"],
         "start": now_us - 3600 * 10**6,

@@ -136,7 +136,9 @@ def test_links_go_both_ways(flavour):
     assert derived["url"] == "${__value.raw}"
     to_logs = unescape(traces["jsonData"]["tracesToLogsV2"])
     assert to_logs["datasourceUid"] == flavour.logs.uid and to_logs["customQuery"] is True
-    assert to_logs["query"] == Q.render(Q.get("trace_events"), flavour.logs_dialect, trace_id="${__trace.traceId}")
+    assert to_logs["query"] == Q.render(
+        Q.get("trace_events"), flavour.logs_dialect, trace_id="${__trace.traceId}", service=Q.ANY_SERVICE
+    )
     (exemplar,) = prom["jsonData"]["exemplarTraceIdDestinations"]
     assert exemplar == {"name": "trace_id", "datasourceUid": flavour.traces.uid, "urlDisplayLabel": "Trace"}
 

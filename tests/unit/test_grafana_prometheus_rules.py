@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from grafana.generator import alerts, outputs
+from otel_plugin.core import contract
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = outputs.GRAFANA_DIR / outputs.PROMETHEUS_RULES
@@ -65,6 +66,7 @@ def _alert(name: str, severity: str = "warning", value: str = "", **labels: str)
 
 
 def _series(metric: str, values: str, **labels: str) -> dict:
+    labels = {"job": contract.SERVICE_NAME, **labels}  # the exporter's job label is service.name
     inner = ", ".join(f'{k}="{v}"' for k, v in labels.items())
     return {"series": f"{metric}{{{inner}}}", "values": values}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import socket
@@ -267,6 +268,7 @@ def test_json_output_holds_events_span_tree_and_queries():
     found = lookup.RunLookup(
         "etl",
         RUN,
+        "airflow",
         "victorialogs at x",
         lookup.timeline_rows(VICTORIALOGS_RECORDS),
         {"ab" * 16: [_span("r", None, "dag_run etl", 0), _span("c", "r", "task t", 1)], "cd" * 16: None},
@@ -281,6 +283,20 @@ def test_json_output_holds_events_span_tree_and_queries():
     assert set(body["queries"]["run_trace"]) == {"jaeger", "traceql"}
     text = lookup.format_lookup(found)
     assert "(not found in the trace store)" in text and "Queries to paste into Grafana:" in text
+
+
+def test_service_flag_defaults_to_the_configured_service_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    parser = argparse.ArgumentParser()
+    lookup.add_arguments(parser)
+    args = parser.parse_args(["--dag", "etl", "--run", RUN])
+    assert args.service is None  # resolved at lookup time: OTEL_SERVICE_NAME, else airflow
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "airflow-prod")
+    pasted = lookup.paste_queries("etl", RUN)
+    assert pasted["run_timeline"]["logsql"].startswith('{service.name="airflow-prod"} dag_id:="etl"')
+    assert 'job="airflow-prod"' in pasted["task_counts"]["promql"]
+    other = lookup.paste_queries("etl", RUN, service="airflow-dev")
+    assert 'resource.service.name = "airflow-dev"' in other["run_trace"]["traceql"]
+    assert parser.parse_args(["--dag", "e", "--run", "r", "--service", "airflow-dev"]).service == "airflow-dev"
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -20,6 +20,7 @@ from otel_plugin import api
 from otel_plugin.airflow import events, listener, traces
 from otel_plugin.airflow.model import DagRunInfo, TaskRun
 from otel_plugin.core import errors, sanitize
+from otel_plugin.core.otel_compat import InMemoryLogRecordExporter
 from otel_plugin.core.pipeline import ForcedIdGenerator
 
 from .conftest import make_dag_run, make_ti
@@ -168,3 +169,11 @@ secret_values = st.text(st.sampled_from("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNP
 def test_generated_key_value_secrets_are_masked(key, value, form, before, after) -> None:
     text = f"{before} {form.format(k=key, v=value)}{after}"
     assert value not in sanitize.clean_text(text), text
+
+
+def test_trace_ids_keep_environments_apart_and_the_default_unchanged() -> None:
+    from otel_plugin.core import ids
+
+    assert ids.trace_id("etl", "r", 0) == ids.trace_id("etl", "r", 0, service="airflow")
+    assert ids.trace_id("etl", "r", 0, service="airflow-prod") != ids.trace_id("etl", "r", 0)
+    assert ids.trace_id("etl", "r", 0, service="airflow-prod") != ids.trace_id("etl", "r", 0, service="airflow-dev")

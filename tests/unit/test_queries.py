@@ -69,22 +69,26 @@ def test_zero_rows_in_logs_and_metrics():
     assert 'zero_rows:="true"' in Q.render(Q.get("zero_rows_events"), "logsql")
     assert '| zero_rows="true"' in Q.render(Q.get("zero_rows_events"), "logql")
     assert Q.render(Q.get("zero_rows_tasks"), "promql", window="30m") == (
-        "sum by (dag_id, task_id) (increase(airflow_otel_task_instance_zero_rows_total[30m])) > 0"
+        'sum by (dag_id, task_id) (increase(airflow_otel_task_instance_zero_rows_total{job="airflow"}[30m])) > 0'
     )
 
 
 def test_metric_queries():
     assert Q.render(Q.get("task_counts"), "promql", dag_id="etl", state=("failed", "up_for_retry")) == (
         "sum by (dag_id, task_id, state) "
-        '(increase(airflow_otel_task_instance_finished_total{dag_id="etl", state=~"failed|up_for_retry"}[1h]))'
+        '(increase(airflow_otel_task_instance_finished_total'
+        '{job="airflow", dag_id="etl", state=~"failed|up_for_retry"}[1h]))'
     )
     ratio = Q.render(Q.get("dag_failure_ratio"), "promql", dag_id="etl")
-    failed = 'sum by (dag_id) (increase(airflow_otel_dag_run_finished_total{state="failed", dag_id="etl"}[1h]))'
-    every = 'sum by (dag_id) (increase(airflow_otel_dag_run_finished_total{dag_id="etl"}[1h]))'
+    failed = (
+        "sum by (dag_id) "
+        '(increase(airflow_otel_dag_run_finished_total{job="airflow", state="failed", dag_id="etl"}[1h]))'
+    )
+    every = 'sum by (dag_id) (increase(airflow_otel_dag_run_finished_total{job="airflow", dag_id="etl"}[1h]))'
     assert ratio == f"({failed} or {every} * 0) / {every}"
     assert Q.render(Q.get("task_duration_p95"), "promql") == (
         "histogram_quantile(0.95, sum by (dag_id, task_id, le) "
-        "(increase(airflow_otel_task_instance_duration_seconds_bucket[1h])))"
+        '(increase(airflow_otel_task_instance_duration_seconds_bucket{job="airflow"}[1h])))'
     )
 
 
@@ -122,7 +126,7 @@ def test_grafana_variables_multi_value_fields_are_regexes_run_id_is_exact():
     only_dag = Q.render_for_grafana(Q.get("task_counts"), "promql", variables=["dag_id"], window="$__rate_interval")
     assert only_dag == (
         "sum by (dag_id, task_id, state) "
-        '(increase(airflow_otel_task_instance_finished_total{dag_id=~"$dag_id"}[$__rate_interval]))'
+        '(increase(airflow_otel_task_instance_finished_total{job="$service", dag_id=~"$dag_id"}[$__rate_interval]))'
     )
     jaeger = parse_qs(Q.render_for_grafana(Q.get("run_trace"), "jaeger"))
     assert json.loads(jaeger["tags"][0]) == {"dag_id": "$dag_id", "run_id": "$run_id"}
@@ -183,3 +187,38 @@ def test_misuse_is_refused_with_a_clear_message():
         Q.Query("bad", "", ("run_id",), Q.CounterIncrease(Q.TASK_FINISHED, ("dag_id",)))
     with pytest.raises(KeyError, match="known: run_timeline"):
         Q.get("nope")
+
+
+def test_every_dialect_follows_the_configured_service_name(monkeypatch):
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "airflow-prod")
+    run = "manual__1"
+    assert Q.render(Q.get("run_timeline"), "logsql", dag_id="etl", run_id=run).startswith(
+        '{service.name="airflow-prod"} ')
+    assert Q.render(Q.get("run_timeline"), "logql", dag_id="etl", run_id=run).startswith(
+        '{service_name="airflow-prod"} ')
+    assert 'task_instance_finished_total{job="airflow-prod"}' in Q.render(Q.get("task_counts"), "promql")
+    assert Q.render(Q.get("dag_traces"), "traceql", dag_id="etl").startswith(
+        '{ resource.service.name = "airflow-prod" && ')
+    assert Q.jaeger_search(Q.get("dag_traces"), dag_id="etl")["service"] == "airflow-prod"
+    # An explicit name wins over the configuration; a quote in it is escaped like any value.
+    assert Q.render(Q.get("dag_runs"), "logsql", service='a"b').startswith('{service.name="a\\"b"} ')
+
+
+def test_any_service_drops_the_condition_except_for_jaeger():
+    q = Q.get("trace_events")
+    assert Q.render(q, "logsql", trace_id="ab", service=Q.ANY_SERVICE).startswith('{service.name=~".+"} trace_id:=')
+    assert Q.render(q, "logql", trace_id="ab", service=Q.ANY_SERVICE).startswith('{service_name=~".+"} | trace_id=')
+    assert "job=" not in Q.render(Q.get("task_counts"), "promql", service=Q.ANY_SERVICE)
+    assert Q.render(Q.get("dag_traces"), "traceql", dag_id="e", service=Q.ANY_SERVICE) == '{ span.dag_id = "e" }'
+    with pytest.raises(ValueError, match="needs one service name"):
+        Q.jaeger_search(Q.get("dag_traces"), service=Q.ANY_SERVICE)
+    with pytest.raises(ValueError, match="non-empty"):
+        Q.render(Q.get("dag_runs"), "logsql", service="")
+
+
+def test_grafana_queries_take_the_service_variable():
+    for query in Q.CATALOGUE:
+        for dialect in query.dialects:
+            text = unquote(Q.render_for_grafana(query, dialect))  # Jaeger's is a URL query string
+            assert "$service" in text, (query.name, dialect, text)
+            assert "airflow" not in text.replace("airflow_otel_", ""), (query.name, dialect, text)
