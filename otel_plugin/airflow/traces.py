@@ -51,7 +51,7 @@ def emit_task_span(tracer: trace.Tracer, run: TaskRun, attrs: dict[str, object],
         span = tracer.start_span(
             contract.SPAN_TASK.format(task_id=run.task_id),
             context=_remote_parent(run.trace.trace_id, run.trace.root_span_id),
-            kind=SpanKind.INTERNAL,
+            kind=SpanKind[contract.SPAN_KIND_TASK],
             attributes=_span_attributes(attrs),
             start_time=start,
         )
@@ -67,7 +67,7 @@ def emit_root_span(tracer: trace.Tracer, info: DagRunInfo, attrs: dict[str, obje
         span = tracer.start_span(
             contract.SPAN_DAG_RUN.format(dag_id=info.dag_id),
             context=parent,
-            kind=SpanKind.INTERNAL,
+            kind=SpanKind[contract.SPAN_KIND_DAG_RUN],
             attributes=_span_attributes(attrs),
             start_time=start,
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-SERVICE_NAME = "airflow"
+SERVICE_NAME = "airflow"  # the default service.name; OTEL_SERVICE_NAME sets another (config.service_name)
 
 # Run-scoped keys: one value per run, try or process. They are event fields and span attributes, never metric
 # labels (one series per run is the unbounded growth this project removes). Matched as a whole key or as the
@@ -92,20 +92,26 @@ EVENT_DAG_RUN = "dag_run"
 EVENT_IMPORT_ERROR = "dag_import_error"  # a DAG file that failed to import: filename, error.message
 COMMON_FIELDS = ("event", "dag_id", "run_id", "run_type", "state", "previous_state", "start_time", "end_time",
                  "duration_s", "trace_id", "span_id", "cicd.pipeline.name", "cicd.pipeline.run.id",
-                 "cicd.pipeline.result")
+                 "cicd.pipeline.run.state", "cicd.pipeline.result")
 TASK_FIELDS = ("task_id", "try_number", "max_tries", "map_index", "hostname", "operator", "pool", "queue",
                "log_url", "error.type", "error.message", "reconciled", "rows_read", "rows_written",
                "bytes_read", "bytes_written", "zero_rows", "checks_failed", "cicd.pipeline.task.name",
-               "cicd.pipeline.task.run.id", "cicd.pipeline.task.run.result", "cicd.pipeline.task.run.url.full")
-DAG_RUN_FIELDS = ("reason",)
+               "cicd.pipeline.task.run.id", "cicd.pipeline.task.run.result", "cicd.pipeline.task.run.url.full",
+               "cicd.worker.name")
+DAG_RUN_FIELDS = ("reason", "error.type", "cicd.pipeline.action.name")
 IMPORT_ERROR_FIELDS = ("event", "filename", "state", "error.type", "error.message", "error.stacktrace")
 # Open-ended families: one field per check or fact the task recorded.
 FIELD_PREFIXES = ("check.", "fact.", "metric.")
 
 # Spans: one root per DAG run, one child per task try, and (job side) one per job process under its task.
-SPAN_DAG_RUN = "dag_run {dag_id}"
+# The OpenTelemetry CI/CD semantic conventions name the pipeline-run span "{action} {pipeline}" with kind
+# SERVER; a task-run span is INTERNAL (its name is free).
+CICD_ACTION = "RUN"  # cicd.pipeline.action.name: a DAG run executes (BUILD and SYNC do not apply)
+SPAN_DAG_RUN = CICD_ACTION + " {dag_id}"
 SPAN_TASK = "task {task_id}"
 SPAN_JOB = "job {job}"
+SPAN_KIND_DAG_RUN = "SERVER"
+SPAN_KIND_TASK = "INTERNAL"
 
 # --- Custom metrics (otel_plugin.api.counter/histogram/up_down_counter, otel_plugin.job) -------------------
 # Any name the user picks, always DELTA, labels = the user's own plus these (set from the run context).
@@ -164,6 +170,23 @@ CICD_RESULT = {
     "skipped": "skip",
     "removed": "cancellation",
 }
+CICD_TIMEOUT = "timeout"
+# A failure is a `timeout` when a task's error is one of Airflow's timeouts (execution_timeout, a sensor's
+# timeout) or a DAG run ended with Airflow's reason "timed_out" (dagrun_timeout).
+TIMEOUT_ERRORS = frozenset({"AirflowTaskTimeout", "AirflowSensorTimeout"})
+TIMEOUT_REASON = "timed_out"
+# cicd.pipeline.run.state: task events happen while the run executes; the run's end event is its finalizing.
+CICD_RUN_STATE_TASK = "executing"
+CICD_RUN_STATE_END = "finalizing"
+ERROR_TYPE_OTHER = "_OTHER"  # error.type of a failure with no exception (the conventions' fallback)
+
+
+def cicd_result(state: str | None, error_type: str | None = None, reason: str | None = None) -> str | None:
+    """cicd.pipeline.result / cicd.pipeline.task.run.result for an Airflow state (None for a non-final one)."""
+    result = CICD_RESULT.get(state or "")
+    if result == "failure" and (error_type in TIMEOUT_ERRORS or reason == TIMEOUT_REASON):
+        return CICD_TIMEOUT
+    return result
 
 
 def metrics_markdown() -> str:

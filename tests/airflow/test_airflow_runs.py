@@ -81,7 +81,7 @@ def test_multi_process_run_is_one_trace_with_exact_counts(airflow):
     trace = stackutil.wait_until(lambda: stackutil.jaeger_trace(int(trace_id, 16)),
                                  lambda t: t is not None and len(t["spans"]) == 9, timeout=60, what="trace")
     names = Counter(s["operationName"] for s in trace["spans"])
-    assert names == Counter({"dag_run plugin_check_mp": 1, "task flaky": 2, "task mapped": 4, "task collect": 1,
+    assert names == Counter({"RUN plugin_check_mp": 1, "task flaky": 2, "task mapped": 4, "task collect": 1,
                              "task skipper": 1})
     root = next(s for s in trace["spans"] if s["operationName"].startswith("dag_run"))
     assert all(s["references"][0]["spanID"] == root["spanID"] for s in trace["spans"] if s is not root)

@@ -218,7 +218,7 @@ def test_one_trace_per_run_whose_root_covers_the_run(airflow, runs, name):
     assert [t["traceID"] for t in found] == [trace_id]
     spans = trace_spans(dag_id, run_id, len(terminal(events)) + 1)
     (root,) = [s for s in spans if s.parent_id is None]
-    assert root.name == f"dag_run {dag_id}"
+    assert root.name == f"RUN {dag_id}"
     root_end = root.start_us + root.duration_us
     # The root span is the run as Airflow recorded it (to the millisecond) ...
     assert abs(root.start_us - parse_us(run["start_date"])) <= 1000

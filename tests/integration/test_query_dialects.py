@@ -225,7 +225,7 @@ def test_lookup_shows_events_and_trace_sent_through_the_collector(stack, capsys)
         stackutil.run_processes(stackutil.send_log_event, [(body, attributes)])
         time.sleep(0.01)
     spans = [
-        (f"dag_run {dag_id}", trace, root, None, common),
+        (f"RUN {dag_id}", trace, root, None, common),
         ("task extract", trace, ids.task_span_id(dag_id, run_id, 0, "extract", -1, 1), root, common),
     ]
     stackutil.run_processes(stackutil.send_span, spans)
@@ -243,7 +243,7 @@ def test_lookup_shows_events_and_trace_sent_through_the_collector(stack, capsys)
     assert extract < load
     assert "zero_rows=true" in lines[extract] and "ValueError: bad row" in lines[load]
     assert f"Trace {trace:032x}" in out
-    root_line = next(line for line in lines if line.startswith(f"dag_run {dag_id}"))
+    root_line = next(line for line in lines if line.startswith(f"RUN {dag_id}"))
     assert root_line.rstrip().endswith("ok")
     assert any(line.startswith("  task extract") for line in lines)
 

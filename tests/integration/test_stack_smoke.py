@@ -131,7 +131,7 @@ def test_spans_from_two_processes_form_one_trace() -> None:
     su.run_processes(
         su.send_span,
         [
-            (f"dag_run {dag_id}", trace_id, root, None, common),
+            (f"RUN {dag_id}", trace_id, root, None, common),
             ("task load", trace_id, task, root, {**common, "task_id": "load", "try_number": 1}),
         ],
     )

@@ -44,7 +44,7 @@ def test_every_emitted_name_is_declared_and_every_declared_name_is_emitted(captu
     metric_names = {m.name for m in contract.METRICS if m.kind != "gauge"}
     exported = {name for name in metric_names if captured.points(name)}
     assert exported == metric_names
-    assert {s.name for s in captured.spans()} == {"task load", "task late", "dag_run etl"}
+    assert {s.name for s in captured.spans()} == {"task load", "task late", "RUN etl"}
 
 
 def test_doc_job_tables_are_generated_from_the_contract():

@@ -107,7 +107,7 @@ def test_dag_run_end_emits_root_span_and_reconciles_tasks_that_never_ran(capture
     listener.on_dag_run_failed(dag_run=make_dag_run([never_ran, ran], state="failed"), msg="task_failure")
 
     spans = {s.name: s for s in captured.spans()}
-    root = spans["dag_run etl"]
+    root = spans["RUN etl"]
     assert root.parent is None
     assert root.context.trace_id == ids.trace_id("etl", RUN, 0)
     assert root.context.span_id == ids.root_span_id("etl", RUN, 0)
