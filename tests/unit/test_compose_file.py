@@ -158,3 +158,48 @@ def test_flags_are_the_native_launchers(compose, service: str) -> None:
     native = _native_flags(service)
     assert len(native) >= 3, native
     assert _flag_names(compose["services"][service]["command"]) == native
+
+
+def _native_health_urls() -> dict[str, str]:
+    """compose/stack.sh's readiness URL per service (its health_url case branches)."""
+    text = STACK_SH.read_text()
+    body = text[text.index("health_url()") :]
+    body = body[: body.index("esac")]
+    return dict(re.findall(r"^\s+(\w+)\) echo (\S+) ;;", body, re.M))
+
+
+def test_healthchecks_probe_the_native_launchers_readiness_urls(compose) -> None:
+    native = _native_health_urls()
+    assert set(native) == {"collector", "prometheus", "victorialogs", "jaeger"}, native
+    for name, url in native.items():
+        test = compose["services"][name]["healthcheck"]["test"]
+        assert test[0] == "CMD" and test[-1] == url, (name, test)
+    unprofiled = [n for n, s in compose["services"].items() if not s.get("profiles")]
+    assert all("healthcheck" in compose["services"][n] for n in unprofiled)
+
+
+def test_collector_image_carries_the_probe_its_healthcheck_runs(compose) -> None:
+    probe = compose["services"]["collector"]["healthcheck"]["test"][1]
+    dockerfile = (ROOT / "collector" / "Dockerfile").read_text()
+    assert re.search(rf"^COPY --from=busybox:[\d.]+-musl /bin/busybox {probe}$", dockerfile, re.M), probe
+
+
+def test_depends_on_waits_for_health_in_the_native_start_order(compose) -> None:
+    services = compose["services"]
+    edges = set()
+    for name, service in services.items():
+        depends = service.get("depends_on", {})
+        assert isinstance(depends, dict), f"{name}: depends_on needs conditions, not a list"
+        for dep, spec in depends.items():
+            assert spec == {"condition": "service_healthy"} and "healthcheck" in services[dep], (name, dep)
+            edges.add((dep, name))
+    # compose/stack.sh starts the stores, then the Collector feeding them; Prometheus lives in the Collector's
+    # network here, so it follows the Collector; Grafana and Airflow follow what they read and write.
+    assert {("victorialogs", "collector"), ("jaeger", "collector"), ("collector", "prometheus"),
+            ("collector", "airflow"), ("prometheus", "grafana")} <= edges
+    order = re.search(r"^SERVICES=\(([^)]*)\)", STACK_SH.read_text(), re.M)
+    assert order
+    native = order[1].split()
+    for before, after in edges:
+        if before in native and after in native and {before, after} != {"collector", "prometheus"}:
+            assert native.index(before) < native.index(after), (before, after)
