@@ -22,7 +22,7 @@ stack-status: ## show which services run and are healthy
 	$(STACK) status
 
 # --- Python environment, tests, demo -------------------------------------------------------------
-.PHONY: venv test test-unit lint demo
+.PHONY: venv venv-oldest test test-unit test-oldest lint demo
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
@@ -63,6 +63,25 @@ test-airflow2: venv-airflow2 apt-deps stack-up ## the real-Airflow tests under A
 
 apt-deps: ## Debian packages the tests run as local servers: PostgreSQL (Airflow 2.x), Redis (Celery broker)
 	compose/apt_deps.sh
+
+# The oldest supported OpenTelemetry (tests/oldest-otel.txt, the floors in pyproject.toml) beside Airflow 3.3.2
+# in a venv of its own; the Airflow 2.x venv (.venv-af2) is separate. Not yet part of `make test`: 10 unit
+# tests still fail on 1.27 (event.name attribute, custom histogram buckets, metric points).
+VENV_OLDEST := .venv-oldest
+OLDEST_CONSTRAINTS := tests/oldest-otel.txt
+
+venv-oldest: $(VENV_OLDEST)/.installed ## create .venv-oldest: the plugin with the oldest supported OpenTelemetry
+
+$(VENV_OLDEST)/.installed: pyproject.toml $(OLDEST_CONSTRAINTS)
+	test -x $(VENV_OLDEST)/bin/python || python3 -m venv $(VENV_OLDEST)
+	$(VENV_OLDEST)/bin/python -m pip install -q --upgrade pip
+	$(VENV_OLDEST)/bin/python -m pip install -q -e '.[test]' -c $(OLDEST_CONSTRAINTS)
+	$(VENV_OLDEST)/bin/python -m pip check
+	touch $@
+
+test-oldest: venv-oldest stack-up ## unit and real-Airflow tests on the oldest supported OpenTelemetry
+	$(VENV_OLDEST)/bin/python -m tests.oldest_versions $(OLDEST_CONSTRAINTS)
+	$(VENV_OLDEST)/bin/python -m pytest tests/unit tests/airflow $(PYTEST_ARGS)
 
 test-unit: venv ## fast tests only: no stack, no Airflow processes
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
