@@ -12,32 +12,27 @@ floor) and the newest: import them from here, never from the SDK directly.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.context import Context
 
-try:
+if TYPE_CHECKING:  # checked against the newest release's names
     from opentelemetry.sdk._logs import ReadableLogRecord
-    from opentelemetry.sdk._logs.export import (
-        InMemoryLogRecordExporter,
-        LogRecordExporter,
-        LogRecordExportResult,
-    )
-except ImportError:  # OpenTelemetry < 1.39
-    from opentelemetry.sdk._logs import LogData as ReadableLogRecord  # type: ignore[attr-defined,no-redef]
-    from opentelemetry.sdk._logs.export import (  # type: ignore[attr-defined,no-redef]
-        InMemoryLogExporter as InMemoryLogRecordExporter,
-    )
-    from opentelemetry.sdk._logs.export import (  # type: ignore[attr-defined,no-redef]
-        LogExporter as LogRecordExporter,
-    )
-    from opentelemetry.sdk._logs.export import (  # type: ignore[attr-defined,no-redef]
-        LogExportResult as LogRecordExportResult,
-    )
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, LogRecordExporter, LogRecordExportResult
+else:
+    try:
+        from opentelemetry.sdk._logs import ReadableLogRecord
+        from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, LogRecordExporter, LogRecordExportResult
+    except ImportError:  # OpenTelemetry < 1.39
+        from opentelemetry.sdk._logs import LogData as ReadableLogRecord
+        from opentelemetry.sdk._logs.export import InMemoryLogExporter as InMemoryLogRecordExporter
+        from opentelemetry.sdk._logs.export import LogExporter as LogRecordExporter
+        from opentelemetry.sdk._logs.export import LogExportResult as LogRecordExportResult
 
 __all__ = ["InMemoryLogRecordExporter", "LogRecordExportResult", "LogRecordExporter", "ReadableLogRecord", "emit_log"]
 
@@ -66,10 +61,10 @@ def emit_log(
         logger.emit(timestamp=timestamp, context=context, severity_number=severity_number,
                     severity_text=severity_number.name, body=body, attributes=attributes, event_name=event_name)
         return
-    from opentelemetry.sdk._logs import LogRecord  # the SDK's record: 1.27 reads ids and resource from it
-
+    # The SDK's own record class (1.27 reads ids and resource from it; newer releases moved it).
+    log_record = importlib.import_module("opentelemetry.sdk._logs").LogRecord
     span = trace.get_current_span(context).get_span_context()
-    logger.emit(LogRecord(
+    logger.emit(log_record(
         timestamp=timestamp, observed_timestamp=time.time_ns(), trace_id=span.trace_id, span_id=span.span_id,
         trace_flags=span.trace_flags, severity_text=severity_number.name, severity_number=severity_number,
         body=body, resource=getattr(logger, "resource", None), attributes={**attributes, "event.name": event_name},

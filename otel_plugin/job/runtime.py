@@ -33,6 +33,7 @@ from opentelemetry.util.types import Attributes
 
 from otel_plugin.core import config, contract, errors
 from otel_plugin.core import custom_metrics as cm
+from otel_plugin.core.otel_compat import emit_log
 from otel_plugin.core.pipeline import Pipeline
 from otel_plugin.core.runcontext import RunContext
 from otel_plugin.core.sanitize import attribute_value, bound_attributes, clean_text, safe_str
@@ -233,13 +234,13 @@ class JobRuntime:
         body = f"job {self.name} {where} {attrs['state']} run_id={attrs.get('run_id')}"
         if self.error:
             body += f" error={self.error.type}: {self.error.message}"
-        self.pipe.logger.emit(
+        emit_log(
+            self.pipe.logger,
             timestamp=end_ns,
             context=trace.set_span_in_context(span, Context()) if span is not None else None,
             severity_number=severity,
-            severity_text=severity.name,
             body=clean_text(body, 1024),
-            attributes=attrs,  # type: ignore[arg-type]
+            attributes=attrs,
             event_name=f"airflow.{contract.EVENT_JOB}",
         )
 
