@@ -16,6 +16,7 @@ from opentelemetry.metrics import Counter, Histogram, Meter
 from otel_plugin.airflow.model import DagRunInfo, TaskRun
 from otel_plugin.api import Facts
 from otel_plugin.core import contract
+from otel_plugin.core.otel_compat import create_histogram
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,8 @@ class Metrics:
             if metric.kind == "counter":
                 instrument = meter.create_counter(metric.name, unit=metric.unit, description=metric.description)
             else:
-                instrument = meter.create_histogram(
-                    metric.name, unit=metric.unit, description=metric.description,
-                    explicit_bucket_boundaries_advisory=list(contract.DURATION_BUCKETS),
-                )
+                instrument = create_histogram(meter, metric.name, unit=metric.unit, description=metric.description,
+                                              buckets=contract.DURATION_BUCKETS)
             self.instruments[metric.name] = instrument
 
     def _add(self, metric: contract.Metric, value: float, attributes: Mapping[str, object],

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from otel_plugin.core import contract
+from otel_plugin.core.otel_compat import create_histogram
 from otel_plugin.core.runcontext import RunContext
 from otel_plugin.core.sanitize import clean_text
 
@@ -204,10 +205,8 @@ class Instrument:
                 elif self.kind == "up_down_counter":
                     made = meter.create_up_down_counter(self.name, unit=self.unit, description=self.description)
                 else:
-                    made = meter.create_histogram(
-                        self.name, unit=self.unit, description=self.description,
-                        explicit_bucket_boundaries_advisory=list(self.buckets) if self.buckets else None,
-                    )
+                    made = create_histogram(meter, self.name, unit=self.unit, description=self.description,
+                                            buckets=self.buckets)
                 self._sdk[id(meter)] = made
             return self._sdk[id(meter)]
 

@@ -40,8 +40,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
-from otel_plugin.core import config
-from otel_plugin.core.otel_compat import LogRecordExporter
+from otel_plugin.core import config, contract
+from otel_plugin.core.otel_compat import LogRecordExporter, LogRecordExportResult, ReadableLogRecord, bucket_views
 from otel_plugin.core.spool import Spool
 from otel_plugin.core.transport import (
     DEADLINE,
@@ -136,7 +136,11 @@ class Pipeline:
             reader = metric_reader or PeriodicExportingMetricReader(
                 OtlpMetricExporter(self.senders["metrics"]), export_interval_millis=math.inf
             )
-            self.meter_provider = _MeterProvider(metric_readers=[reader], resource=resource, shutdown_on_exit=False)
+            # OpenTelemetry 1.27 has no bucket advisories: Views give the contract's histograms their buckets.
+            views = bucket_views({m.name: contract.DURATION_BUCKETS for m in contract.METRICS if m.kind == "histogram"})
+            self.meter_provider = _MeterProvider(
+                metric_readers=[reader], resource=resource, shutdown_on_exit=False, views=views
+            )
         self.tracer = self.tracer_provider.get_tracer(SCOPE) if self.tracer_provider else None
         self.logger = self.logger_provider.get_logger(SCOPE) if self.logger_provider else None
         self.meter = self.meter_provider.get_meter(SCOPE) if self.meter_provider else None

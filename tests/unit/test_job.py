@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 
@@ -18,6 +17,7 @@ from otel_plugin import __main__ as cli_main
 from otel_plugin import api, job
 from otel_plugin.airflow import listener
 from otel_plugin.core import config, contract, ids, pipeline, transport
+from otel_plugin.core.otel_compat import InMemoryLogRecordExporter
 from otel_plugin.core.runcontext import RunContext
 from otel_plugin.job import runtime
 
