@@ -222,7 +222,7 @@ def _endpoint(signal: str, export_timeout: float) -> Endpoint:
     if protocol == "http/protobuf" and not url.startswith(("http://", "https://")):
         raise ConfigError(f"OTLP {signal} endpoint must start with http:// or https://, got {redact_url(url)!r}")
     if protocol == "grpc" and "://" in url and not url.startswith(("http://", "https://")):
-        raise ConfigError(f"OTLP/gRPC {signal} endpoint must be http://, https:// or host:port, got {redact_url(url)!r}")
+        raise ConfigError(f"OTLP/gRPC {signal} endpoint must be http(s):// or host:port, got {redact_url(url)!r}")
     headers = parse_headers(env.get("OTEL_EXPORTER_OTLP_HEADERS", ""))
     headers.update(parse_headers(env.get(f"OTEL_EXPORTER_OTLP_{upper}_HEADERS", "")))
     if "://" in url:  # a gRPC host:port has no userinfo to move
