@@ -209,7 +209,7 @@ def _readable(path: str | None, name: str) -> str | None:
     return path
 
 
-def _endpoint(signal: str, export_timeout: float) -> Endpoint:
+def _endpoint(signal: str, export_timeout: float = 5.0) -> Endpoint:
     env = os.environ
     upper = signal.upper()
     protocol = _otel(signal, "PROTOCOL") or "http/protobuf"
