@@ -400,7 +400,7 @@ def _promql(spec: Spec, bound: Mapping[str, _Bound], window: str, service: _Boun
         den = _promql_increase(spec.denominator, bound, window, service)
         return f"({num} or {den} * 0) / {den}"  # 0, not no data, for a group with no numerator series
     if isinstance(spec, LatestGauge):
-        latest = f"last_over_time({_selector(spec.metric, _conditions((), bound))}[{window}])"
+        latest = f"last_over_time({_selector(spec.metric, _conditions((), bound), service)}[{window}])"
         agg = f"max by ({', '.join(spec.by)})" if spec.by else "max"
         return f"time() - {agg} ({latest} > 0)" if spec.overdue else f"{agg} ({latest})"
     assert isinstance(spec, HistogramQuantile)
