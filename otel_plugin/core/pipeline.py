@@ -28,7 +28,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 
 from opentelemetry.sdk._logs import LoggerProvider
@@ -36,8 +36,8 @@ from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
 from otel_plugin.core import config, contract
@@ -85,6 +85,79 @@ def forced_ids(trace_id: int | None = None, span_id: int | None = None) -> Itera
         _forced_ids.reset(token)
 
 
+# Records held between two flushes, per signal. Hooks flush at once, so this only matters to callers that
+# batch on purpose (benchmarks/drive.py flushes every 500 task ends).
+MAX_HELD = 20_000
+_EXPORT_BATCH = 512
+
+
+class _Held:
+    """The exporter the SDK's *simple* (thread-free) processors hand each record to: it only holds it.
+
+    ``drain`` exports what is held through the real exporter; the pipeline calls it from its flush.
+    """
+
+    def __init__(self, target: SpanExporter | LogRecordExporter, signal: str) -> None:
+        self.target = target
+        self.signal = signal
+        self._records: list[object] = []
+        self._lock = threading.Lock()
+
+    def hold(self, batch: Sequence[object]) -> None:
+        with self._lock:
+            self._records.extend(batch)
+            over = len(self._records) - MAX_HELD
+            if over > 0:
+                del self._records[:over]
+        if over > 0:
+            log.error("otel_plugin: more than %d %s waiting for a flush; dropped the %d oldest",
+                      MAX_HELD, self.signal, over)
+
+    def drain(self) -> None:
+        with self._lock:
+            records, self._records = self._records, []
+        for start in range(0, len(records), _EXPORT_BATCH):
+            self.target.export(records[start:start + _EXPORT_BATCH])  # type: ignore[arg-type]
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+class _HeldSpans(_Held, SpanExporter):
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.hold(spans)
+        return SpanExportResult.SUCCESS
+
+
+class _HeldLogs(_Held, LogRecordExporter):
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        self.hold(batch)
+        return LogRecordExportResult.SUCCESS
+
+
+# The SDK registers an after-fork handler for every provider (new locks, and a resource re-detection that
+# runs detectors on a thread pool inside the child's fork). A child never uses its parent's providers (see
+# get()), so theirs do nothing.
+class _TracerProvider(TracerProvider):
+    def _handle_fork(self) -> None:
+        return None
+
+
+def _bounded(timeout: float, flush_budget: float) -> float:
+    return min(timeout, flush_budget) if flush_budget > 0 else timeout
+
+
+class _LoggerProvider(LoggerProvider):
+    def _handle_fork(self) -> None:
+        return None
+
+
+class _MeterProvider(MeterProvider):
+    def _handle_fork(self) -> None:
+        return None
 
 
 class Pipeline:
@@ -110,6 +183,7 @@ class Pipeline:
         # A background export still waiting for an answer when the task ends holds the SDK's export lock,
         # and the exit flush waits for it: no request may outlast the flush budget, or the records behind
         # it would still be in memory (not yet spooled) when the process exits.
+        # Per signal: OTEL_EXPORTER_OTLP_*TIMEOUT, else export_timeout (config), bounded here by the budget.
         self.senders = {
             signal: make_sender(signal, endpoint, self.spool, _bounded(endpoint.timeout, cfg.flush_budget))
             for signal, endpoint in cfg.endpoints.items()
