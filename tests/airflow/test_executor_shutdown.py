@@ -18,11 +18,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from airflow_local import AIRFLOW
 
-from tests import stackutil
-from tests.airflow.conftest import ROOT, AirflowLocal
-from tests.integration.conftest import stack  # noqa: F401 - the session fixture that starts the stack
+from testkit import stackutil
+from testkit.airflow_local import AIRFLOW, AirflowLocal
+from tests.airflow.conftest import ROOT
 
 pytestmark = [pytest.mark.airflow, pytest.mark.stack]
 
@@ -33,7 +32,7 @@ RUN_TIMEOUT = 180
 
 
 @pytest.fixture(scope="module")
-def airflow_x(tmp_path_factory, stack) -> Iterator[AirflowLocal]:  # noqa: F811
+def airflow_x(tmp_path_factory, stack) -> Iterator[AirflowLocal]:
     home = tmp_path_factory.mktemp("airflow_executor")
     local = AirflowLocal(home, ROOT / "tests" / "airflow" / "dags_executor", port=28082, extra_env={
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",

@@ -15,8 +15,8 @@ import pytest
 
 from otel_plugin.core import ids
 from otel_plugin.readback import queries as Q
-from tests import stackutil as su
-from tests.reliability import harness as h
+from testkit import harness as h
+from testkit import stackutil as su
 
 pytestmark = pytest.mark.stack
 
