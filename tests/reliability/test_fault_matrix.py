@@ -1,0 +1,108 @@
+"""Fault matrix: a crash (SIGKILL) of the Collector or of a store around a burst from 30 task processes loses
+no count, event or span that the Collector answered for.
+
+- Collector: SIGKILL 0, 0.05, 1 and 3 s after the last task process got its answer (every payload answered
+  2xx: the spool is empty), then start it again. What it accepted must come back from its disk queues; the
+  counts must survive the loss of its in-memory running totals (Prometheus sees a counter reset and
+  increase() counts across it). A second run after the restart adds to the same series.
+- Each store (Prometheus, VictoriaLogs, Jaeger): SIGKILL it as the burst starts, keep it down until every task
+  process has its answer, then start it again: the Collector holds everything in its disk queues meanwhile.
+
+Afterwards every store holds exactly what was sent (wait_exactly also watches a few seconds for duplicates),
+and Prometheus counts every task try once through increase().
+Cost: about 20-40 s per case on 2 shared cores (30 processes, the restart, the settle time).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests import stackutil as su
+from tests.reliability import harness
+
+pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("stack")]
+
+TASKS = 30
+AFTER = 5  # task processes of a second run after the Collector's restart, on series the first run started
+SETTLE = 5.0  # seconds to keep watching for duplicates once everything arrived
+
+
+def burst(dag_id: str, run_id: str, spool: Path, tasks: int, kill_at_start: str | None = None) -> float:
+    """One task process per task (t0, t1, ...) and one for the DAG run's end, all at once; returns when the
+    last one exited, every payload answered. ``kill_at_start``: a store to SIGKILL once they are launched."""
+    env = harness.plugin_env(spool, budget=5.0)
+    specs = harness.task_specs(dag_id, run_id, [f"t{i}" for i in range(tasks)], dag_run="success")
+    procs = [harness.start_task(spec, env) for spec in specs]
+    if kill_at_start:
+        su.stack("kill", kill_at_start)
+    with ThreadPoolExecutor(len(procs)) as pool:  # generous: 31 Airflow imports at once on 2 shared cores
+        done = list(pool.map(lambda proc: harness.finish_task(proc, timeout=600), procs))
+    failed = [f for f in done if f.returncode]
+    assert not failed, failed[0].stderr[-3000:]
+    if harness.spool_files(spool):
+        # On a loaded machine an answer can take longer than the exit budget: the payload waits in the
+        # spool (not lost). Hand it over now, so that every payload has been answered before the fault.
+        replayed = subprocess.run([sys.executable, "-m", "otel_plugin", "replay", "--timeout", "120"], env=env,
+                                  cwd=su.ROOT, capture_output=True, text=True, timeout=300, check=False)
+        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    last_answer = time.monotonic()
+    # Every payload was answered 2xx: nothing waits in the spool, so whatever is missing later was lost
+    # after the Collector accepted it.
+    assert harness.spool_files(spool) == {}, harness.spool_files(spool)
+    return last_answer
+
+
+def counted(dag_id: str) -> float:
+    """Task tries of a DAG counted in Prometheus: sum(increase()) over every sample of its series, evaluated
+    at the last scrape, where increase() does not extrapolate (its series start with a 0 sample, and were
+    all sampled by that scrape). Counts across a counter reset, as the raw value would not."""
+    at = su.prom_value('timestamp(up{job="otelcol"})')
+    if at is None:
+        return 0.0
+    return su.prom_value(f'sum(increase({harness.FINISHED}{{dag_id="{dag_id}"}}[15m]))', at=at) or 0.0
+
+
+def arrived(dag_id: str, runs: dict[str, int]) -> tuple[dict[str, tuple[int, int]], float]:
+    return {r: (harness.event_count(r), harness.span_count(dag_id, r)) for r in runs}, counted(dag_id)
+
+
+def assert_exact(dag_id: str, runs: dict[str, int]) -> None:
+    """runs: run_id -> tasks in it. Every event and span of each run once, every task try counted once."""
+    want = ({r: (2 * n + 1, n + 1) for r, n in runs.items()}, float(sum(runs.values())))
+    su.wait_until(lambda: arrived(dag_id, runs), ok=lambda got: got[0] == want[0] and got[1] == pytest.approx(want[1]),
+                  timeout=120, interval=1.0, what=f"{want} for {dag_id}")
+    time.sleep(SETTLE)
+    got = arrived(dag_id, runs)
+    assert got[0] == want[0]
+    assert got[1] == pytest.approx(want[1])
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 1.0, 3.0], ids=lambda d: f"{d:g}s")
+def test_collector_sigkill_after_the_last_answer_loses_nothing(delay: float, spool: Path,
+                                                               run: tuple[str, str]) -> None:
+    dag_id, run_id = run
+    last_answer = burst(dag_id, run_id, spool, TASKS)
+    time.sleep(max(0.0, last_answer + delay - time.monotonic()))
+    su.stack("kill", "collector")
+    su.stack("start", "collector")
+    # A second run on the same series after the restart: its counts start a new cumulative stream (the
+    # running totals died with the process), which increase() must add to the first run's.
+    burst(dag_id, f"{run_id}_after", spool, AFTER)
+    assert_exact(dag_id, {run_id: TASKS, f"{run_id}_after": AFTER})
+    assert su.delta_to_cumulative_errors() == 0
+
+
+@pytest.mark.parametrize("store", ["prometheus", "victorialogs", "jaeger"])
+def test_store_sigkill_during_a_burst_loses_nothing(store: str, spool: Path, run: tuple[str, str]) -> None:
+    dag_id, run_id = run
+    try:
+        burst(dag_id, run_id, spool, TASKS, kill_at_start=store)
+    finally:
+        su.stack("start", store)
+    assert_exact(dag_id, {run_id: TASKS})
