@@ -61,13 +61,15 @@ def burst(dag_id: str, run_id: str, spool: Path, tasks: int, kill_at_start: tupl
 
 
 def counted(dag_id: str) -> float:
-    """Task tries of a DAG counted in Prometheus: sum(increase()) over every sample of its series, evaluated
-    at the last scrape, where increase() does not extrapolate (its series start with a 0 sample, and were
-    all sampled by that scrape). Counts across a counter reset, as the raw value would not."""
-    at = su.prom_value('timestamp(up{job="otelcol"})')
-    if at is None:
-        return 0.0
-    return su.prom_value(f'sum(increase({harness.FINISHED}{{dag_id="{dag_id}"}}[15m]))', at=at) or 0.0
+    """Task tries of a DAG counted in Prometheus: every increment in the raw samples of its series, a drop
+    counted as a reset (as increase() does, without its extrapolation: after a restart, series that got no
+    new delta are no longer scraped, and increase() would extrapolate their last interval)."""
+    series = su.prom_query(f'{harness.FINISHED}{{dag_id="{dag_id}"}}[30m]')
+    total = 0.0
+    for one in series:
+        values = [float(v) for _, v in one["values"]]
+        total += sum(v - p if v >= p else v for p, v in zip([0.0, *values], values, strict=False))
+    return total
 
 
 def arrived(dag_id: str, runs: dict[str, int]) -> tuple[dict[str, tuple[int, int]], float]:
