@@ -25,8 +25,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import stackutil as su
-from tests.reliability import harness
+from otel_plugin.core import ids
+from testkit import harness
+from testkit import stackutil as su
 
 pytestmark = [pytest.mark.stack, pytest.mark.usefixtures("stack")]
 
@@ -64,7 +65,7 @@ def counted(dag_id: str) -> float:
     """Task tries of a DAG counted in Prometheus: every increment in the raw samples of its series, a drop
     counted as a reset (as increase() does, without its extrapolation: after a restart, series that got no
     new delta are no longer scraped, and increase() would extrapolate their last interval)."""
-    series = su.prom_query(f'{harness.FINISHED}{{dag_id="{dag_id}"}}[30m]')
+    series = su.prom_query(f'{su.FINISHED}{{dag_id="{dag_id}"}}[30m]')
     total = 0.0
     for one in series:
         values = [float(v) for _, v in one["values"]]
@@ -73,7 +74,7 @@ def counted(dag_id: str) -> float:
 
 
 def arrived(dag_id: str, runs: dict[str, int]) -> tuple[dict[str, tuple[int, int]], float]:
-    return {r: (harness.event_count(r), harness.span_count(dag_id, r)) for r in runs}, counted(dag_id)
+    return {r: (su.event_count(f'run_id:"{r}"'), su.span_count([ids.trace_id(dag_id, r, 0)])) for r in runs}, counted(dag_id)
 
 
 def assert_exact(dag_id: str, runs: dict[str, int]) -> None:
