@@ -74,7 +74,8 @@ def counted(dag_id: str) -> float:
 
 
 def arrived(dag_id: str, runs: dict[str, int]) -> tuple[dict[str, tuple[int, int]], float]:
-    return {r: (su.event_count(f'run_id:"{r}"'), su.span_count([ids.trace_id(dag_id, r, 0)])) for r in runs}, counted(dag_id)
+    stored = {r: (su.event_count(f'run_id:"{r}"'), su.span_count([ids.trace_id(dag_id, r, 0)])) for r in runs}
+    return stored, counted(dag_id)
 
 
 def assert_exact(dag_id: str, runs: dict[str, int]) -> None:
