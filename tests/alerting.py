@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from tests.stackutil import PROMETHEUS
+from testkit.stackutil import PROMETHEUS
 
 ALERTMANAGER = "http://127.0.0.1:9093"
 WEBHOOK_PORT = 5001
