@@ -14,7 +14,7 @@ from collections import Counter
 
 import pytest
 
-from otel_plugin.core import ids
+from otel_plugin.core import contract, ids
 from testkit import stackutil
 
 pytestmark = [pytest.mark.airflow, pytest.mark.stack]
@@ -83,7 +83,7 @@ def test_multi_process_run_is_one_trace_with_exact_counts(airflow):
     names = Counter(s["operationName"] for s in trace["spans"])
     assert names == Counter({"RUN plugin_check_mp": 1, "task flaky": 2, "task mapped": 4, "task collect": 1,
                              "task skipper": 1})
-    root = next(s for s in trace["spans"] if s["operationName"].startswith("dag_run"))
+    root = next(s for s in trace["spans"] if s["operationName"] == contract.SPAN_DAG_RUN.format(dag_id=DAG_MP))
     assert all(s["references"][0]["spanID"] == root["spanID"] for s in trace["spans"] if s is not root)
     instances = {
         next(t["value"] for t in trace["processes"][s["processID"]]["tags"] if t["key"] == "service.instance.id")

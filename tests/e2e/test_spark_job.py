@@ -90,8 +90,9 @@ def test_spark_jobs_spans_hang_under_the_task_span(spark_runs) -> None:
                                      ok=lambda found: len(found) >= 5, timeout=LANDING_TIMEOUT,
                                      what=f"dag run, task, job and 2 stage spans in {trace_id}")
         by_name = {s.name: s for s in spans}
-        assert sorted(by_name) == sorted([f"dag_run {DAG_ID}", f"task {TASK_ID}", f"job {JOB}", "read orders",
-                                          "validate orders"]), sorted(by_name)
+        root = contract.SPAN_DAG_RUN.format(dag_id=DAG_ID)
+        assert sorted(by_name) == sorted([root, f"task {TASK_ID}", f"job {JOB}", "read orders", "validate orders"]), \
+            sorted(by_name)
         assert by_name[f"task {TASK_ID}"].span_id == task_span
         job = by_name[f"job {JOB}"]
         assert job.parent_id == task_span
