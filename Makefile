@@ -48,8 +48,8 @@ AF2_VENV := .venv-af2
 AF2_PY := $(AF2_VENV)/bin/python
 AIRFLOW2 := apache-airflow==2.11.2
 AF2_PINS := 'psycopg2-binary>=2.9'
-# The 2.x flavour of the real-Airflow test; the other real-Airflow tests use 3.x-only features (dags test --use-executor,
-# the 3.x alerting deployment, the task SDK's job environment).
+# The 2.x flavour of the real-Airflow test; the other files in tests/airflow (executor shutdown, alerting deployment,
+# job runs) were written and run against 3.x only.
 AF2_TESTS := tests/airflow/test_airflow_runs.py
 
 venv-airflow2: $(AF2_VENV)/.installed ## create .venv-af2: the plugin (editable) beside Airflow 2.11, for tests/airflow
