@@ -204,7 +204,7 @@ def test_run_lookup_returns_the_complete_timeline_in_order(airflow, runs, capsys
 
     assert main(["lookup", "--dag", dag_id, "--run", run_id]) == 0
     out = capsys.readouterr().out
-    assert f"run {run_id}: 10 events" in out and "task doomed (try 2)" in out
+    assert f"run {run_id} ({found.service}): 10 events" in out and "task doomed (try 2)" in out
 
 
 @pytest.mark.parametrize("name", ["zero", "sched", "retry"])
