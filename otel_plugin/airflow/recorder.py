@@ -19,28 +19,39 @@ from otel_plugin.core.runcontext import RunContext
 log = logging.getLogger(__name__)
 
 # "task" in a worker's task process (flush before exit, bounded); "service" in the scheduler, dag
-# processor, triggerer (flush in the background: their hooks run on the scheduling loop).
+# processor, triggerer (flush in the background: their hooks run on the scheduling loop); "job" until the
+# Job that on_starting received is told what it is (see set_role).
 _role: str | None = None
+_job: object | None = None
 # The task instance whose running hook fired in this process and no terminal hook yet (see process_stopping).
 _open_task: object | None = None
 
 
 def set_role(component: object) -> None:
-    """From on_starting: Airflow passes its Job (``job_type`` SchedulerJob, DagProcessorJob, TriggererJob, ...)
-    to long-lived processes and a task-process marker (3.x TaskRunnerMarker, 2.x TaskCommandMarker) to task
-    processes. 2.x: the supervising ``airflow tasks run`` process then also starts a LocalTaskJob, a Job that
-    stays on the task side."""
-    global _role
-    job_type = getattr(component, "job_type", None)
-    _role = "service" if job_type and job_type != "LocalTaskJob" else "task"
-    pipe = pipeline.get() if _role == "service" else None
-    if pipe is not None and pipe.meter is not None:
-        schedule.start(component, pipe.cfg.schedule_report_interval)  # reports only in the scheduler
+    """From on_starting: Airflow passes its Job to long-lived processes and a task-process marker (3.x
+    TaskRunnerMarker, 2.x TaskCommandMarker) to task processes. A Job fires the hook in its constructor,
+    before its runner sets ``job_type`` (SchedulerJob, DagProcessorJob, TriggererJob; 2.x also LocalTaskJob,
+    the supervisor of ``airflow tasks run``, which stays on the task side): ``role()`` reads it later."""
+    global _role, _job
+    if not hasattr(component, "job_type"):
+        _role = "task"
+    elif _role != "task":  # 2.x: the LocalTaskJob starts after the TaskCommandMarker
+        _role, _job = "job", component
+        pipe = pipeline.get()
+        if pipe is not None and pipe.meter is not None:
+            schedule.start(component, pipe.cfg.schedule_report_interval)  # reports only in the scheduler
+
+
+def role() -> str | None:
+    """"task", "service", or None before any hook told."""
+    if _role == "job":
+        return "task" if getattr(_job, "job_type", None) == "LocalTaskJob" else "service"
+    return _role
 
 
 def _in_task_process(ti: object) -> bool:
     if _role is not None:
-        return _role == "task"
+        return role() == "task"
     return type(ti).__module__.startswith("airflow.sdk")  # RuntimeTaskInstance exists only in workers
 
 
@@ -171,6 +182,6 @@ def import_error(filename: object, stacktrace: object) -> None:
 def process_stopping() -> None:
     schedule.stop()
     _close_open_task()
-    pipe = pipeline.get() if _role == "task" else None
+    pipe = pipeline.get() if role() == "task" else None
     if pipe:
         pipe.flush(wait=True, final=True)

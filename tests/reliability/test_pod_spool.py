@@ -79,7 +79,10 @@ def test_node_replayer_delivers_what_a_killed_pod_left_in_flight(tmp_path: Path,
     assert h.spool_files(pod_dir) == {}
     # Exactly what reached the node's spool, once.
     want = (spooled["logs"], spooled["traces"])
-    su.wait_until(lambda: (h.event_count(run_id), h.span_count(dag_id, run_id)), ok=lambda got: got == want,
-                  timeout=90, interval=1, what=f"{want} events and spans")
+    def stored() -> tuple[int, int]:
+        got = h.arrived(dag_id, run_id, counts=False)
+        return got.events, got.spans
+
+    su.wait_until(stored, ok=lambda got: got == want, timeout=90, interval=1, what=f"{want} events and spans")
     time.sleep(10)
-    assert (h.event_count(run_id), h.span_count(dag_id, run_id)) == want
+    assert stored() == want

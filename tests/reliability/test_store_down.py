@@ -4,7 +4,6 @@ Nothing waits on the worker: the task processes' spool stays empty."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ def test_store_outage_is_bridged_by_the_collectors_disk_queue(store: str, spool:
         # Restart the Collector while the store is still down: only the disk queue survives that.
         su.stack("stop", "collector")
         su.stack("start", "collector")
-    # Events and spans arrive exactly once. The restart emptied the Collector's in-memory aggregates (the
-    # series come back with the next task of that DAG; Prometheus keeps the history).
-    want_now = dataclasses.replace(want, finished=0.0)
-    assert h.wait_exactly(dag_id, run_id, want_now, timeout=120) == want_now
+    # Events and spans arrive exactly once. The counts were checked above: what an instant query shows right
+    # after the restart races the scrape's staleness marker with the durable push, so it is not compared.
+    got = h.wait_exactly(dag_id, run_id, want, timeout=120, counts=False)
+    assert (got.events, got.spans) == (want.events, want.spans)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from types import SimpleNamespace
 
+import pytest
 from opentelemetry.trace import StatusCode
 
 from otel_plugin import api
@@ -254,25 +255,38 @@ def test_a_task_with_its_terminal_hook_is_not_reported_again_at_stop(captured):
     assert [e["state"] for e in captured.events()] == ["running", "skipped"]
 
 
+def _job(job_type: str | None = None) -> SimpleNamespace:
+    """Like airflow.jobs.job.Job at on_starting: its runner sets job_type only afterwards."""
+    return SimpleNamespace(job_type=job_type)
+
+
 def test_airflow2_local_task_job_keeps_the_task_role(monkeypatch):
     monkeypatch.setattr(recorder, "_role", None)
 
     class TaskCommandMarker:
         pass
 
-    job = SimpleNamespace(job_type="LocalTaskJob")  # 2.x: a Job starts after the TaskCommandMarker
+    job = _job()  # 2.x: a Job starts after the TaskCommandMarker
     recorder.set_role(TaskCommandMarker())
     recorder.set_role(job)
-    assert recorder._role == "task"
-    recorder.set_role(SimpleNamespace(job_type="SchedulerJob"))
-    assert recorder._role == "service"
+    job.job_type = "LocalTaskJob"
+    assert recorder.role() == "task"
+
+
+@pytest.mark.parametrize("job_type, role", [("SchedulerJob", "service"), ("DagProcessorJob", "service"),
+                                            ("TriggererJob", "service"), ("LocalTaskJob", "task")])
+def test_a_jobs_role_is_read_after_its_runner_names_it(monkeypatch, job_type, role):
+    monkeypatch.setattr(recorder, "_role", None)
+    job = _job()
+    listener.on_starting(component=job)
+    job.job_type = job_type  # BaseJobRunner.__init__, after Job.__init__ fired on_starting
+    assert recorder.role() == role
 
 
 def test_role_comes_from_what_on_starting_receives(monkeypatch):
-    from types import SimpleNamespace
-
     monkeypatch.setattr(recorder, "_role", None)
-    listener.on_starting(component=SimpleNamespace(job_type="SchedulerJob"))
-    assert recorder._role == "service"
+    listener.on_starting(component=_job("SchedulerJob"))
+    assert recorder.role() == "service"
+    monkeypatch.setattr(recorder, "_role", None)
     listener.on_starting(component=object())  # any task-process marker, whatever its class is called
-    assert recorder._role == "task"
+    assert recorder.role() == "task"
