@@ -1,26 +1,7 @@
 """Plugin configuration: an ``[otel_plugin]`` section in airflow.cfg plus the standard ``OTEL_*`` variables.
 
-Every key of the section can be overridden with ``AIRFLOW__OTEL_PLUGIN__<KEY>`` (Airflow's own rule).
-
-=================  =======  ==========================  ============================================
-key                type     default                     meaning
-=================  =======  ==========================  ============================================
-enabled            bool     true                        master switch; false registers no listener
-metrics            bool     true                        send delta metrics
-events             bool     true                        send one OTLP log record per state change
-traces             bool     true                        send one span per task try and per DAG run
-json_path          str      ""                          also write events as JSON lines: a file
-                                                        path, "-" for stdout, "" for off
-flush_budget       float    2.0                         seconds a task may spend flushing at exit,
-                                                        all signals and all exit flushes together;
-                                                        at most Airflow's [core]
-                                                        task_success_overtime minus 5 s
-export_timeout     float    5.0                         seconds for one background export request
-spool_dir          str      $AIRFLOW_HOME/otel_spool    where failed exports wait for redelivery
-spool_max_mb       int      256                         spool size cap; oldest files go first
-schedule_report_   float    30.0                        seconds between the scheduler's schedule
-interval                                                reports (freshness gauges); 0 turns them off
-=================  =======  ==========================  ============================================
+The section's keys, defaults and meanings are one table, ``otel_plugin.core.options.OPTIONS`` (the README's
+table is generated from it); every key can be overridden with ``AIRFLOW__OTEL_PLUGIN__<KEY>`` (Airflow's rule).
 
 Standard OpenTelemetry variables, each also per signal (``OTEL_EXPORTER_OTLP_{METRICS,LOGS,TRACES}_*``, which
 wins): ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``http/protobuf``, the default, or ``grpc``),
@@ -46,10 +27,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from otel_plugin.core import contract
+from otel_plugin.core.options import BY_KEY, SECTION, default
 
 log = logging.getLogger(__name__)
 
-SECTION = "otel_plugin"
 _READ_AIRFLOW_CFG: ContextVar[bool] = ContextVar("otel_plugin_read_airflow_cfg", default=True)
 SIGNAL_PATHS = {"metrics": "v1/metrics", "logs": "v1/logs", "traces": "v1/traces"}
 # Airflow's supervisor SIGTERMs a task process [core] task_success_overtime seconds after its terminal
@@ -78,19 +59,24 @@ class Endpoint:
     insecure: bool = False  # gRPC only: plaintext for an endpoint without a scheme
 
 
+def _default_spool_dir() -> Path:
+    home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
+    return Path(home) / "otel_spool"
+
+
 @dataclass(frozen=True)
 class PluginConfig:
-    enabled: bool = True
-    metrics: bool = True
-    events: bool = True
-    traces: bool = True
-    json_path: str = ""
-    flush_budget: float = 2.0
-    export_timeout: float = 5.0
-    spool_dir: Path = Path("otel_spool")
-    spool_max_bytes: int = 256 * 2**20
+    enabled: bool = bool(default("enabled"))
+    metrics: bool = bool(default("metrics"))
+    events: bool = bool(default("events"))
+    traces: bool = bool(default("traces"))
+    json_path: str = str(default("json_path"))
+    flush_budget: float = float(default("flush_budget"))
+    export_timeout: float = float(default("export_timeout"))
+    spool_dir: Path = field(default_factory=_default_spool_dir)
+    spool_max_bytes: int = int(float(default("spool_max_mb")) * 2**20)
     service_name: str = contract.SERVICE_NAME
-    schedule_report_interval: float = 30.0
+    schedule_report_interval: float = float(default("schedule_report_interval"))
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
 
 
@@ -119,10 +105,10 @@ def _raw(key: str) -> str | None:
         return None
 
 
-def _bool(key: str, default: bool) -> bool:
+def _bool(key: str) -> bool:
     raw = _raw(key)
     if raw is None or raw.strip() == "":
-        return default
+        return bool(BY_KEY[key].default)
     value = raw.strip().lower()
     if value in ("1", "true", "yes", "on", "t", "y"):
         return True
@@ -131,16 +117,17 @@ def _bool(key: str, default: bool) -> bool:
     raise ConfigError(f"[{SECTION}] {key} must be true or false, got {raw!r}")
 
 
-def _float(key: str, default: float, minimum: float, maximum: float) -> float:
+def _float(key: str) -> float:
+    option = BY_KEY[key]
     raw = _raw(key)
     if raw is None or raw.strip() == "":
-        return default
+        return float(option.default)
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"[{SECTION}] {key} must be a number of seconds, got {raw!r}") from None
-    if not minimum <= value <= maximum:
-        raise ConfigError(f"[{SECTION}] {key} must be between {minimum} and {maximum}, got {raw!r}")
+        raise ConfigError(f"[{SECTION}] {key} must be a number of {option.unit}, got {raw!r}") from None
+    if not option.minimum <= value <= option.maximum:
+        raise ConfigError(f"[{SECTION}] {key} must be between {option.minimum:g} and {option.maximum:g}, got {raw!r}")
     return value
 
 
@@ -271,11 +258,6 @@ def sdk_disabled() -> bool:
     return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
 
 
-def _default_spool_dir() -> Path:
-    home = os.environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
-    return Path(home) / "otel_spool"
-
-
 def _airflow_overtime() -> float:
     conf = _airflow_conf()
     try:
@@ -286,7 +268,7 @@ def _airflow_overtime() -> float:
 
 def _flush_budget() -> float:
     """flush_budget, refused when the exit could not finish before Airflow's SIGTERM."""
-    budget = _float("flush_budget", 2.0, 0.0, 60.0)
+    budget = _float("flush_budget")
     if not _READ_AIRFLOW_CFG.get():  # the job side: not a task process, Airflow's supervisor does not apply
         return budget
     overtime = _airflow_overtime()
@@ -314,22 +296,21 @@ def load(airflow_cfg: bool = True) -> PluginConfig:
 
 def _load() -> PluginConfig:
     # OTEL_SDK_DISABLED: the spec's "no-op SDK for all signals"; the plugin then records nothing at all.
-    enabled = _bool("enabled", True) and not sdk_disabled()
+    enabled = _bool("enabled") and not sdk_disabled()
     spool = _raw("spool_dir")
-    max_mb = _float("spool_max_mb", 256, 1, 1_000_000)
-    export_timeout = _float("export_timeout", 5.0, 0.1, 120.0)
+    export_timeout = _float("export_timeout")
     return PluginConfig(
         enabled=enabled,
-        metrics=_bool("metrics", True),
-        events=_bool("events", True),
-        traces=_bool("traces", True),
+        metrics=_bool("metrics"),
+        events=_bool("events"),
+        traces=_bool("traces"),
         json_path=(_raw("json_path") or "").strip(),
         flush_budget=_flush_budget(),
         export_timeout=export_timeout,
         spool_dir=Path(spool).expanduser() if spool and spool.strip() else _default_spool_dir(),
-        spool_max_bytes=int(max_mb * 2**20),
+        spool_max_bytes=int(_float("spool_max_mb") * 2**20),
         service_name=service_name(),
-        schedule_report_interval=_float("schedule_report_interval", 30.0, 0.0, 3600.0),
+        schedule_report_interval=_float("schedule_report_interval"),
         endpoints={signal: _endpoint(signal, export_timeout) for signal in SIGNAL_PATHS} if enabled else {},
     )
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from otel_plugin.airflow import plugin
-from otel_plugin.core import config
+from otel_plugin.core import config, options
 
 
 @pytest.fixture(autouse=True)
@@ -193,3 +194,42 @@ def test_service_name_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.load().service_name == "from-attrs"
     monkeypatch.setenv("OTEL_SERVICE_NAME", "airflow-prod")
     assert config.load().service_name == config.service_name() == "airflow-prod"
+
+
+def test_the_readme_option_table_is_generated_from_the_option_table() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("<!-- options:begin -->\n", 1)[1].split("\n<!-- options:end -->", 1)[0]
+    assert table == options.markdown(), (
+        "README.md's option table is stale: paste the output of "
+        "`python -c 'from otel_plugin.core import options; print(options.markdown())'`"
+    )
+
+
+def test_every_option_is_read_from_its_variable_and_defaults_to_the_table(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path))
+    loaded, built = config.load(airflow_cfg=False), config.PluginConfig()
+    assert loaded.spool_dir == built.spool_dir == tmp_path / "otel_spool"
+    fields = {"spool_max_mb": "spool_max_bytes"}
+    for option in options.OPTIONS:
+        name = fields.get(option.key, option.key)
+        if option.key in ("spool_dir", "json_path"):
+            continue
+        scale = 2**20 if option.key == "spool_max_mb" else 1
+        assert getattr(loaded, name) == getattr(built, name) == option.kind(option.default) * scale, option.key
+    changed = {"enabled": "false", "metrics": "false", "events": "false", "traces": "false", "json_path": "-",
+               "flush_budget": "1.5", "export_timeout": "7", "spool_dir": str(tmp_path / "s"), "spool_max_mb": "2",
+               "schedule_report_interval": "0"}  # fmt: skip
+    assert set(changed) == set(options.BY_KEY)
+    for key, value in changed.items():
+        monkeypatch.setenv(options.BY_KEY[key].env, value)
+    cfg = config.load(airflow_cfg=False)
+    assert (cfg.enabled, cfg.metrics, cfg.events, cfg.traces, cfg.json_path, cfg.flush_budget, cfg.export_timeout,
+            cfg.spool_dir, cfg.spool_max_bytes, cfg.schedule_report_interval) == (
+        False, False, False, False, "-", 1.5, 7.0, tmp_path / "s", 2 * 2**20, 0.0)  # fmt: skip
+
+
+@pytest.mark.parametrize("option", [o for o in options.OPTIONS if o.kind is float], ids=lambda o: o.key)
+def test_a_number_outside_its_range_is_refused_naming_the_key(option, monkeypatch) -> None:
+    monkeypatch.setenv(option.env, str(option.maximum * 2 + 1))
+    with pytest.raises(config.ConfigError, match=f"{option.key} must be between"):
+        config.load(airflow_cfg=False)
