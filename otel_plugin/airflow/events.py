@@ -23,13 +23,7 @@ from otel_plugin.core.sanitize import bound_attributes, clean_text, safe_str
 Attributes = dict[str, object]
 
 _PRIORITY = (*contract.COMMON_FIELDS, *contract.TASK_FIELDS, *contract.DAG_RUN_FIELDS)
-_SEVERITY = {
-    "failed": SeverityNumber.ERROR,
-    "up_for_retry": SeverityNumber.WARN,
-    "upstream_failed": SeverityNumber.WARN,
-    "skipped": SeverityNumber.WARN,
-    "removed": SeverityNumber.WARN,
-}
+_SEVERITY = {state.name: SeverityNumber[state.severity] for state in contract.STATES}
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -95,8 +89,8 @@ def fact_attributes(facts: Facts) -> Attributes:
     }
     if facts.checks:
         attrs["checks_failed"] = sum(1 for passed in facts.checks.values() if not passed)
-        attrs.update({f"check.{name}": "passed" if ok else "failed" for name, ok in facts.checks.items()})
-    attrs.update({f"fact.{key}": value for key, value in facts.extra.items()})
+        attrs.update({contract.CHECK_PREFIX + name: "passed" if ok else "failed" for name, ok in facts.checks.items()})
+    attrs.update({contract.FACT_PREFIX + key: value for key, value in facts.extra.items()})
     return attrs
 
 

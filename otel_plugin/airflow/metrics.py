@@ -52,20 +52,21 @@ class Metrics:
                                               buckets=contract.DURATION_BUCKETS)
             self.instruments[metric.name] = instrument
 
-    def _add(self, metric: contract.Metric, value: float, attributes: Mapping[str, object],
+    def _add(self, metric: contract.Metric, value: float, values: Mapping[str, object],
              context: Context | None = None) -> None:
+        # The contract's label keys for this metric, and only those (a missing one is a KeyError: a bug).
+        attributes = guard({key: values[key] for key in metric.attributes})
         instrument = self.instruments[metric.name]
         if isinstance(instrument, Counter):
-            instrument.add(value, guard(attributes), context=context)
+            instrument.add(value, attributes, context=context)
         else:
-            instrument.record(value, guard(attributes), context=context)
+            instrument.record(value, attributes, context=context)
 
     def task_finished(self, run: TaskRun, facts: Facts | None, context: Context | None) -> None:
-        task = {"dag_id": run.dag_id, "task_id": run.task_id}
-        state = {**task, "state": run.state or "unknown"}
-        self._add(contract.TASK_FINISHED, 1, state)
+        task = {"dag_id": run.dag_id, "task_id": run.task_id, "state": run.state or "unknown"}
+        self._add(contract.TASK_FINISHED, 1, task)
         if run.duration is not None:
-            self._add(contract.TASK_DURATION, run.duration, state, context)  # exemplar: this try's span
+            self._add(contract.TASK_DURATION, run.duration, task, context)  # exemplar: this try's span
         if run.state == "up_for_retry":
             self._add(contract.TASK_RETRIES, 1, task)
         if facts is None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 
 from otel_plugin.airflow.model import read, state_name
+from otel_plugin.core import contract
 
 log = logging.getLogger(__name__)
 
 # Terminal states a task instance can reach without a worker ever running it.
-STATES = frozenset({"upstream_failed", "skipped", "removed", "failed"})
+STATES = frozenset(state.name for state in contract.STATES if state.without_worker)
 
 
 def never_started(dag_run: object) -> list[object]:

@@ -75,7 +75,8 @@ def emit_root_span(tracer: trace.Tracer, info: DagRunInfo, attrs: dict[str, obje
 
 
 def _finish(span: trace.Span, state: str | None, error: ErrorInfo | None, end: int | None) -> None:
-    if state in ("failed", "up_for_retry"):
+    status = contract.STATE[state].span_status if state in contract.STATE else "UNSET"
+    if status == "ERROR":
         span.set_status(Status(StatusCode.ERROR, error.type if error else state))
         if error:
             span.add_event("exception", {
@@ -83,6 +84,6 @@ def _finish(span: trace.Span, state: str | None, error: ErrorInfo | None, end: i
                 "exception.message": error.message,
                 **({"exception.stacktrace": error.stacktrace} if error.stacktrace else {}),
             })
-    elif state == "success":
+    elif status == "OK":
         span.set_status(Status(StatusCode.OK))
     span.end(end_time=end)

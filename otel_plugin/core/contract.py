@@ -93,15 +93,17 @@ EVENT_IMPORT_ERROR = "dag_import_error"  # a DAG file that failed to import: fil
 COMMON_FIELDS = ("event", "dag_id", "run_id", "run_type", "state", "previous_state", "start_time", "end_time",
                  "duration_s", "trace_id", "span_id", "cicd.pipeline.name", "cicd.pipeline.run.id",
                  "cicd.pipeline.run.state", "cicd.pipeline.result")
+# The business facts a task recorded (otel_plugin.api), on its final event; rows_* and zero_rows also feed metrics.
+FACT_FIELDS = ("rows_read", "rows_written", "bytes_read", "bytes_written", "zero_rows", "checks_failed")
 TASK_FIELDS = ("task_id", "try_number", "max_tries", "map_index", "hostname", "operator", "pool", "queue",
-               "log_url", "error.type", "error.message", "reconciled", "rows_read", "rows_written",
-               "bytes_read", "bytes_written", "zero_rows", "checks_failed", "cicd.pipeline.task.name",
+               "log_url", "error.type", "error.message", "reconciled", *FACT_FIELDS, "cicd.pipeline.task.name",
                "cicd.pipeline.task.run.id", "cicd.pipeline.task.run.result", "cicd.pipeline.task.run.url.full",
                "cicd.worker.name")
 DAG_RUN_FIELDS = ("reason", "error.type", "cicd.pipeline.action.name")
 IMPORT_ERROR_FIELDS = ("event", "filename", "state", "error.type", "error.message", "error.stacktrace")
 # Open-ended families: one field per check or fact the task recorded.
-FIELD_PREFIXES = ("check.", "fact.", "metric.")
+CHECK_PREFIX, FACT_PREFIX, METRIC_PREFIX = "check.", "fact.", "metric."
+FIELD_PREFIXES = (CHECK_PREFIX, FACT_PREFIX, METRIC_PREFIX)
 
 # Spans: one root per DAG run, one child per task try, and (job side) one per job process under its task.
 # The OpenTelemetry CI/CD semantic conventions name the pipeline-run span "{action} {pipeline}" with kind
@@ -161,15 +163,32 @@ EVENT_JOB = "job"
 JOB_FIELDS = ("task_id", "try_number", "map_index", "job", "pid", "hostname", "error.type", "error.message")
 JOB_STATES = ("finished", "failed")  # failed: the process ended with an uncaught exception
 
+
+
+@dataclass(frozen=True)
+class State:
+    """What the plugin does with one Airflow state (task try or DAG run)."""
+
+    name: str
+    severity: str  # the event's severity: INFO, WARN or ERROR
+    span_status: str  # OK, ERROR or UNSET
+    cicd_result: str | None  # OTel CI/CD conventions: cicd.pipeline(.task.run).result; None while not final
+    failure: bool = False  # a failed try (final or retried): what failure queries look for
+    without_worker: bool = False  # terminal without a worker ever running it: reconciled at the run's end
+
+
+STATES = (
+    State("success", "INFO", "OK", "success"),
+    State("failed", "ERROR", "ERROR", "failure", failure=True, without_worker=True),
+    State("up_for_retry", "WARN", "ERROR", "failure", failure=True),
+    State("upstream_failed", "WARN", "UNSET", "skip", without_worker=True),
+    State("skipped", "WARN", "UNSET", "skip", without_worker=True),
+    State("removed", "WARN", "UNSET", "cancellation", without_worker=True),
+)
+STATE = {state.name: state for state in STATES}
+FAILURE_STATES = tuple(state.name for state in STATES if state.failure)
 # OpenTelemetry CI/CD semantic conventions: cicd.pipeline.result and cicd.pipeline.task.run.result values.
-CICD_RESULT = {
-    "success": "success",
-    "failed": "failure",
-    "up_for_retry": "failure",
-    "upstream_failed": "skip",
-    "skipped": "skip",
-    "removed": "cancellation",
-}
+CICD_RESULT = {state.name: state.cicd_result for state in STATES if state.cicd_result}
 CICD_TIMEOUT = "timeout"
 # A failure is a `timeout` when a task's error is one of Airflow's timeouts (execution_timeout, a sensor's
 # timeout) or a DAG run ended with Airflow's reason "timed_out" (dagrun_timeout).

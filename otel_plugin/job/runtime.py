@@ -219,8 +219,8 @@ class JobRuntime:
         totals = {**api._metrics.totals()}
         for name, value in self.pushed.items():
             totals[name] = totals.get(name, 0) + value
-        attrs.update({f"metric.{name}": value for name, value in sorted(totals.items())})
-        attrs.update({f"fact.{key}": value for key, value in self.facts.items()})
+        attrs.update({contract.METRIC_PREFIX + name: value for name, value in sorted(totals.items())})
+        attrs.update({contract.FACT_PREFIX + key: value for key, value in self.facts.items()})
         priority = ("event", "dag_id", "task_id", "run_id", "try_number", "map_index", "job", "state",
                     "trace_id", "span_id", "error.type", "error.message")
         return dict(bound_attributes(attrs, keep_first=priority))

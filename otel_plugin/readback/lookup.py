@@ -34,7 +34,7 @@ from otel_plugin.readback.stores import (
 )
 
 EVENT_LIMIT = 5000  # Loki's default max_entries_limit_per_query; far above one run's events here
-FACT_FIELDS = ("job", "rows_read", "rows_written", "bytes_read", "bytes_written", "zero_rows", "checks_failed")
+FACT_FIELDS = ("job", *contract.FACT_FIELDS)
 PASTE_QUERIES = ("run_timeline", "run_failures", "zero_rows_events", "run_trace")
 DAG_QUERIES = ("task_counts", "task_retries", "zero_rows_tasks")  # metrics carry no run_id
 

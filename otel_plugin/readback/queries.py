@@ -191,7 +191,7 @@ class Query:
         return DIALECTS[self.signal]
 
 
-_FAILED = _is("state", "failed", "up_for_retry")
+_FAILED = _is("state", *contract.FAILURE_STATES)
 _TASK = _is("event", contract.EVENT_TASK)
 _FAILURE_COLUMNS = (
     "_time", "dag_id", "run_id", "task_id", "try_number", "map_index", "state", "error.type", "error.message",
