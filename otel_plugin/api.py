@@ -30,7 +30,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 
-from otel_plugin.core import config, contract, ids
+from otel_plugin.core import config, contract, ids, process
 from otel_plugin.core import custom_metrics as cm
 from otel_plugin.core.runcontext import RunContext, merge_resource_attributes, passed_environment
 from otel_plugin.core.sanitize import MASK, attribute_value, safe_str, sensitive_key
@@ -61,24 +61,31 @@ class Facts:
 
 @dataclass
 class _Current:
+    """The task running in this process (kept in the process state: a forked child starts without one)."""
+
     facts: Facts = field(default_factory=Facts)
     traceparent: str | None = None
     context: RunContext | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
-_current = _Current()
-_lock = threading.Lock()
+def _task() -> _Current:
+    state = process.current()
+    if state.task is None:
+        with state.lock:
+            if state.task is None:
+                state.task = _Current()
+    current: _Current = state.task
+    return current
 
 
 def begin_task(trace_id: int | None, span_id: int | None, context: RunContext | None = None) -> None:
     """Called by the listener when a task starts in this process: fresh facts, its span as the parent."""
-    global _current
     parent = ids.format_traceparent(trace_id, span_id) if trace_id and span_id else None
     if context is not None:
         context = RunContext(context.dag_id, context.task_id, context.run_id, context.try_number,
                              context.map_index, parent)
-    with _lock:
-        _current = _Current(traceparent=parent, context=context)
+    process.current().task = _Current(traceparent=parent, context=context)
     if context is not None:
         # Children inherit the run's ids (as they inherit Airflow's AIRFLOW_CTX_*): a BashOperator script, a
         # spark-submit or a subprocess records into this try without job_env(). The exporter settings and
@@ -88,8 +95,9 @@ def begin_task(trace_id: int | None, span_id: int | None, context: RunContext | 
 
 def take_facts() -> Facts:
     """The facts recorded since the task started (the listener reads them at the task's end)."""
-    with _lock:
-        return _current.facts
+    current = _task()
+    with current.lock:
+        return current.facts
 
 
 def _count(value: object, what: str) -> int | None:
@@ -109,24 +117,27 @@ def _add(current: int | None, value: int | None) -> int | None:
 
 def record_rows(read: int | None = None, written: int | None = None) -> None:
     """Add to the rows the task read and/or wrote (calls accumulate)."""
-    with _lock:
-        facts = _current.facts
+    current = _task()
+    with current.lock:
+        facts = current.facts
         facts.rows_read = _add(facts.rows_read, _count(read, "read"))
         facts.rows_written = _add(facts.rows_written, _count(written, "written"))
 
 
 def record_bytes(read: int | None = None, written: int | None = None) -> None:
     """Add to the bytes the task read and/or wrote (calls accumulate)."""
-    with _lock:
-        facts = _current.facts
+    current = _task()
+    with current.lock:
+        facts = current.facts
         facts.bytes_read = _add(facts.bytes_read, _count(read, "read"))
         facts.bytes_written = _add(facts.bytes_written, _count(written, "written"))
 
 
 def record_check(name: str, passed: bool) -> None:
     """Record a data-quality check; use a fixed set of names (they become a metric label)."""
-    with _lock:
-        _current.facts.checks[safe_str(name)[:64]] = bool(passed)
+    current = _task()
+    with current.lock:
+        current.facts.checks[safe_str(name)[:64]] = bool(passed)
 
 
 def set_fact(key: str, value: object) -> None:
@@ -137,13 +148,14 @@ def set_fact(key: str, value: object) -> None:
     """
     name = safe_str(key)[:64]
     stored = MASK if sensitive_key(name) else attribute_value(value)
-    with _lock:
-        _current.facts.extra[name] = stored
+    current = _task()
+    with current.lock:
+        current.facts.extra[name] = stored
 
 
 def traceparent() -> str | None:
     """The W3C traceparent of the running task's span, or None outside a task."""
-    return _current.traceparent
+    return _task().traceparent
 
 
 def trace_env() -> dict[str, str]:
@@ -163,8 +175,7 @@ def job_env() -> dict[str, str]:
     SparkSubmitOperator ``env_vars`` or a pod's ``env``. It can hold credentials (OTLP headers): do not log it.
     """
     try:
-        with _lock:
-            context = _current.context
+        context = _task().context
         if context is None:
             return {}
         return _job_env(context)
@@ -202,8 +213,7 @@ def config_env(cfg: config.PluginConfig) -> dict[str, str]:
 
 
 def _target() -> cm.Target | None:
-    with _lock:
-        context = _current.context
+    context = _task().context
     if context is not None:
         from otel_plugin.core import pipeline
 

@@ -15,12 +15,10 @@ from opentelemetry.metrics import Counter, Histogram, Meter
 
 from otel_plugin.airflow.model import DagRunInfo, TaskRun
 from otel_plugin.api import Facts
-from otel_plugin.core import contract
+from otel_plugin.core import contract, process
 from otel_plugin.core.otel_compat import create_histogram
 
 log = logging.getLogger(__name__)
-
-_warned: set[str] = set()
 
 
 def guard(attributes: Mapping[str, object]) -> dict[str, str]:
@@ -28,8 +26,9 @@ def guard(attributes: Mapping[str, object]) -> dict[str, str]:
     kept = {}
     for key, value in attributes.items():
         if contract.is_run_scoped(key):
-            if key not in _warned:
-                _warned.add(key)
+            warned = process.current().warned
+            if ("metrics", key) not in warned:
+                warned.add(("metrics", key))
                 log.warning("otel_plugin: attribute %r dropped from metrics (unbounded cardinality)", key)
             continue
         kept[key] = str(value)

@@ -7,24 +7,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from functools import cache
 
 from otel_plugin import api
 from otel_plugin.airflow import events, reconcile, schedule, traces
 from otel_plugin.airflow.metrics import Metrics
 from otel_plugin.airflow.model import DagRunInfo, TaskRun, read, state_name
-from otel_plugin.core import errors, pipeline
+from otel_plugin.core import errors, pipeline, process
 from otel_plugin.core.runcontext import RunContext
 
 log = logging.getLogger(__name__)
 
-# "task" in a worker's task process (flush before exit, bounded); "service" in the scheduler, dag
-# processor, triggerer (flush in the background: their hooks run on the scheduling loop); "job" until the
-# Job that on_starting received is told what it is (see set_role).
-_role: str | None = None
-_job: object | None = None
-# The task instance whose running hook fired in this process and no terminal hook yet (see process_stopping).
-_open_task: object | None = None
+# Per process (otel_plugin.core.process): the role, "task" in a worker's task process (flush before exit,
+# bounded), "service" in the scheduler, dag processor, triggerer (flush in the background: their hooks run on
+# the scheduling loop), "job" until the Job that on_starting received is told what it is (see set_role); and
+# the open task, whose running hook fired in this process and no terminal hook yet (see process_stopping).
 
 
 def set_role(component: object) -> None:
@@ -32,11 +28,11 @@ def set_role(component: object) -> None:
     TaskRunnerMarker, 2.x TaskCommandMarker) to task processes. A Job fires the hook in its constructor,
     before its runner sets ``job_type`` (SchedulerJob, DagProcessorJob, TriggererJob; 2.x also LocalTaskJob,
     the supervisor of ``airflow tasks run``, which stays on the task side): ``role()`` reads it later."""
-    global _role, _job
+    proc = process.current()
     if not hasattr(component, "job_type"):
-        _role = "task"
-    elif _role != "task":  # 2.x: the LocalTaskJob starts after the TaskCommandMarker
-        _role, _job = "job", component
+        proc.role = "task"
+    elif proc.role != "task":  # 2.x: the LocalTaskJob starts after the TaskCommandMarker
+        proc.role, proc.job = "job", component
         pipe = pipeline.get()
         if pipe is not None and pipe.meter is not None:
             schedule.start(component, pipe.cfg.schedule_report_interval)  # reports only in the scheduler
@@ -44,13 +40,14 @@ def set_role(component: object) -> None:
 
 def role() -> str | None:
     """"task", "service", or None before any hook told."""
-    if _role == "job":
-        return "task" if getattr(_job, "job_type", None) == "LocalTaskJob" else "service"
-    return _role
+    proc = process.current()
+    if proc.role == "job":
+        return "task" if getattr(proc.job, "job_type", None) == "LocalTaskJob" else "service"
+    return proc.role
 
 
 def _in_task_process(ti: object) -> bool:
-    if _role is not None:
+    if process.current().role is not None:
         return role() == "task"
     return type(ti).__module__.startswith("airflow.sdk")  # RuntimeTaskInstance exists only in workers
 
@@ -62,37 +59,39 @@ class _Emitters:
     events: events.EventWriter | None
 
 
-@cache
-def _emitters_for(pipe: pipeline.Pipeline) -> _Emitters:
-    cfg = pipe.cfg
-    return _Emitters(
-        pipe=pipe,
-        metrics=Metrics(pipe.meter) if pipe.meter else None,
-        events=events.EventWriter(pipe.logger, cfg.json_path) if (pipe.logger or cfg.json_path) else None,
-    )
-
-
 def _emitters() -> _Emitters | None:
     pipe = pipeline.get()
-    return _emitters_for(pipe) if pipe else None
+    if pipe is None:
+        return None
+    proc = process.current()
+    out = proc.emitters
+    if out is None or out.pipe is not pipe:
+        cfg = pipe.cfg
+        out = proc.emitters = _Emitters(
+            pipe=pipe,
+            metrics=Metrics(pipe.meter) if pipe.meter else None,
+            events=events.EventWriter(pipe.logger, cfg.json_path) if (pipe.logger or cfg.json_path) else None,
+        )
+    return out
 
 
 def _close_open_task() -> None:
     """Airflow 2.x and 3.0 have no skipped hook: a task that skipped itself ends with no terminal hook, and
     the scheduler's reconciliation leaves it alone (it ran on a worker). Report it from its own process:
     at the process's end, when the next task starts in it, or at the run's end (in-process runs)."""
-    global _open_task
-    if _open_task is not None and state_name(read(_open_task, "state")) == "skipped":
-        task_finished(_open_task, "running", state="skipped")
-    _open_task = None
+    proc = process.current()
+    ti = proc.open_task
+    if ti is not None and state_name(read(ti, "state")) == "skipped":
+        task_finished(ti, "running", state="skipped")  # still open: it ran here
+    proc.open_task = None
 
 
 def task_running(ti: object, previous_state: object) -> None:
-    global _open_task, _role
-    if _role is None and type(ti).__module__.startswith("airflow.sdk"):
-        _role = "task"  # the running hook of a RuntimeTaskInstance fires only in the process that runs it
+    proc = process.current()
+    if proc.role is None and type(ti).__module__.startswith("airflow.sdk"):
+        proc.role = "task"  # the running hook of a RuntimeTaskInstance fires only in the process that runs it
     _close_open_task()
-    _open_task = ti
+    proc.open_task = ti
     run = TaskRun.from_airflow(ti, state="running", previous_state=previous_state)
     api.begin_task(run.trace.trace_id, run.span_id,
                    RunContext(run.dag_id, run.task_id, run.run_id, run.try_number, run.map_index))
@@ -106,11 +105,11 @@ def task_running(ti: object, previous_state: object) -> None:
 
 
 def task_finished(ti: object, previous_state: object, state: object = None, error: object = None) -> None:
-    global _open_task
+    proc = process.current()
     # The running hook fired for this task instance in this process: its task code ran here (also in
     # Airflow 2.x's in-process `dags test`, where nothing else tells).
-    ran_here = ti is _open_task
-    _open_task = None
+    ran_here = ti is proc.open_task
+    proc.open_task = None
     out = _emitters()
     if out is None:
         return

@@ -22,12 +22,12 @@ import logging
 import os
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from otel_plugin.core import contract
+from otel_plugin.core import contract, process
 from otel_plugin.core.options import BY_KEY, SECTION, default
+from otel_plugin.core.process import UNSET
 
 log = logging.getLogger(__name__)
 
@@ -315,16 +315,18 @@ def _load() -> PluginConfig:
     )
 
 
-@cache
 def get() -> PluginConfig | None:
     """The process's configuration, read once; None (and one clear error in the log) if it is invalid."""
-    try:
-        return load()
-    except ConfigError as exc:
-        log.error("otel_plugin disabled: %s", exc)
-        return None
+    state = process.current()
+    if state.config is UNSET:
+        try:
+            state.config = load()
+        except ConfigError as exc:
+            log.error("otel_plugin disabled: %s", exc)
+            state.config = None
+    return state.config
 
 
 def reset() -> None:
-    """Forget the cached configuration (tests)."""
-    get.cache_clear()
+    """Forget the configuration read (tests)."""
+    process.current().config = UNSET

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from otel_plugin.core import contract
+from otel_plugin.core import contract, process
 from otel_plugin.core.otel_compat import create_histogram
 from otel_plugin.core.runcontext import RunContext
 from otel_plugin.core.sanitize import clean_text
@@ -91,15 +91,11 @@ class Target:
 
 Resolver = Callable[[], "Target | None"]
 
-_warned: set[tuple[str, str]] = set()
-_warn_lock = threading.Lock()
-
-
 def warn_once(metric: str, what: str, message: str, *args: object) -> None:
-    with _warn_lock:
-        if (metric, what) in _warned:
-            return
-        _warned.add((metric, what))
+    warned, key = process.current().warned, ("custom", metric, what)
+    if key in warned:  # two threads may both warn once: harmless, and no lock to hold
+        return
+    warned.add(key)
     log.warning("otel_plugin: " + message, *args)
 
 

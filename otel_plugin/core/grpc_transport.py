@@ -103,7 +103,7 @@ class GrpcSender(transport.Sender):
         """OK, REJECTED (never acceptable: logged) or RETRY, as the HTTP sender; gRPC enforces the deadline
         itself, so the call always runs in the caller's thread."""
         timeout = transport.DEADLINE.remaining(self.timeout if timeout is None else timeout)
-        if timeout < transport._MIN_ATTEMPT_S or time.monotonic() < transport._down_until.get(self.target, 0.0):
+        if timeout < transport._MIN_ATTEMPT_S or time.monotonic() < transport.down_until(self.target):
             return transport.RETRY
         compression = grpc.Compression.Gzip if self.endpoint.gzip else grpc.Compression.NoCompression
         try:
@@ -115,7 +115,7 @@ class GrpcSender(transport.Sender):
                 log.error("otel_plugin: %s rejected by %s with gRPC %s; dropped", self.signal, self.target, code.name)
                 return transport.REJECTED
             if code in _DOWN:
-                transport._down_until[self.target] = time.monotonic() + transport._COOLDOWN_S
+                transport.mark_down(self.target)
             log.warning("otel_plugin: %s export to %s got gRPC %s; kept for redelivery", self.signal, self.target,
                         code.name)
         except (OSError, ValueError) as exc:  # unreadable certificate files, a bad target

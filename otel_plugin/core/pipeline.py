@@ -40,8 +40,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 
-from otel_plugin.core import config, contract
+from otel_plugin.core import config, contract, process
 from otel_plugin.core.otel_compat import LogRecordExporter, LogRecordExportResult, ReadableLogRecord, bucket_views
+from otel_plugin.core.process import UNSET
 from otel_plugin.core.spool import Spool
 from otel_plugin.core.transport import (
     DEADLINE,
@@ -276,24 +277,19 @@ class Pipeline:
                 DEADLINE.set(None)
 
 
-_pipeline: Pipeline | None = None
-_pid: int | None = None
-_lock = threading.Lock()
-
-
 def get() -> Pipeline | None:
     """This process's pipeline, created on first use (and anew in a forked child); None when disabled."""
-    global _pipeline, _pid
-    if _pid == os.getpid():
-        return _pipeline
-    with _lock:
-        if _pid != os.getpid():
+    state = process.current()
+    if state.pipeline is not UNSET:
+        return state.pipeline
+    with state.lock:
+        if state.pipeline is UNSET:
             cfg = config.get()
-            _pipeline = Pipeline(cfg) if cfg is not None and cfg.enabled else None
-            _pid = os.getpid()
-            if _pipeline is not None:
-                atexit.register(_flush_at_exit, _pipeline)
-    return _pipeline
+            pipe = Pipeline(cfg) if cfg is not None and cfg.enabled else None
+            if pipe is not None:
+                atexit.register(_flush_at_exit, pipe)
+            state.pipeline = pipe
+    return state.pipeline
 
 
 def _flush_at_exit(pipeline: Pipeline) -> None:
@@ -303,24 +299,19 @@ def _flush_at_exit(pipeline: Pipeline) -> None:
 
 
 def _before_fork() -> None:
-    pipe = _pipeline
-    if pipe is not None and _pid == os.getpid():
+    pipe = process.current().pipeline
+    if pipe is not UNSET and pipe is not None and pipe.pid == os.getpid():
         pipe.settle()
 
 
-def _after_fork_in_child() -> None:
-    global _pipeline, _pid, _lock
-    _pipeline, _pid, _lock = None, None, threading.Lock()
-    DEADLINE.set(None)  # a flush of the parent's may have set it
-
-
 # Registered at import, before any provider exists: before-fork hooks run in reverse order of registration,
-# so ours runs before the logging module takes its lock (a flush in flight may still log).
-os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+# so ours runs before the logging module takes its lock (a flush in flight may still log). The child starts
+# with a fresh process state (otel_plugin.core.process).
+os.register_at_fork(before=_before_fork)
 
 
 def install(pipe: Pipeline | None) -> None:
     """Use ``pipe`` as this process's pipeline (tests; None forgets it)."""
-    global _pipeline, _pid
-    with _lock:
-        _pipeline, _pid = pipe, (os.getpid() if pipe else None)
+    state = process.current()
+    with state.lock:
+        state.pipeline = pipe if pipe is not None else UNSET

@@ -34,6 +34,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from otel_plugin.core import process
 from otel_plugin.core.config import Endpoint, redact_url
 from otel_plugin.core.otel_compat import LogRecordExporter, LogRecordExportResult, ReadableLogRecord
 from otel_plugin.core.spool import Claimed, Spool
@@ -54,7 +55,6 @@ _PERMANENT = {400, 413, 415}
 # long: otherwise each later flush of the same process (task end, before_stopping, atexit) would wait on a
 # black-holed Collector again, and a task's exit would take a multiple of the flush budget.
 _COOLDOWN_S = 5.0
-_down_until: dict[str, float] = {}
 # Replay sends spooled payloads of one signal together: OTLP requests are a single repeated field, so
 # serialized requests concatenated are one valid request holding all of them.
 _BATCH_FILES = 256
@@ -66,16 +66,24 @@ OK, RETRY, REJECTED = "ok", "retry", "rejected"
 
 
 class Deadline:
-    """A process-wide "finish by" time that exports started during a flush respect."""
-
-    def __init__(self) -> None:
-        self._until: float | None = None
+    """A process-wide "finish by" time that exports started during a flush respect (kept in the process
+    state: a forked child does not inherit a flush of its parent's)."""
 
     def set(self, until: float | None) -> None:
-        self._until = until
+        process.current().deadline = until
 
     def remaining(self, default: float) -> float:
-        return default if self._until is None else min(default, self._until - time.monotonic())
+        until = process.current().deadline
+        return default if until is None else min(default, until - time.monotonic())
+
+
+def down_until(host: str) -> float:
+    """Until when requests to ``host`` fail fast (monotonic; 0 when it answered last time)."""
+    return process.current().down_until.get(host, 0.0)
+
+
+def mark_down(host: str) -> None:
+    process.current().down_until[host] = time.monotonic() + _COOLDOWN_S
 
 
 DEADLINE = Deadline()
@@ -159,7 +167,7 @@ class Sender:
         """
         timeout = DEADLINE.remaining(self.timeout if timeout is None else timeout)
         host = urllib.parse.urlsplit(self.endpoint.url).netloc
-        if timeout < _MIN_ATTEMPT_S or time.monotonic() < _down_until.get(host, 0.0):
+        if timeout < _MIN_ATTEMPT_S or time.monotonic() < down_until(host):
             return RETRY
         if inline:
             return self._request(payload, timeout, host)
@@ -170,7 +178,7 @@ class Sender:
         worker.join(timeout + _JOIN_SLACK_S)
         if result:
             return result[0]
-        _down_until[host] = time.monotonic() + _COOLDOWN_S
+        mark_down(host)
         log.warning("otel_plugin: %s export to %s did not finish within %.2f s; kept for redelivery",
                     self.signal, self.url, timeout)
         return RETRY
@@ -199,7 +207,7 @@ class Sender:
                 return RETRY
             log.warning("otel_plugin: %s export got HTTP %d; kept for redelivery", self.signal, exc.code)
         except (OSError, ValueError, http.client.HTTPException) as exc:  # refused, reset, timed out, bad URL
-            _down_until[host] = time.monotonic() + _COOLDOWN_S
+            mark_down(host)
             log.warning("otel_plugin: %s export to %s failed (%s); kept for redelivery", self.signal,
                         self.url, type(exc).__name__)
         return RETRY

@@ -53,7 +53,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
-from otel_plugin.core import contract
+from otel_plugin.core import contract, process
 from otel_plugin.core import custom_metrics as cm
 from otel_plugin.core.pipeline import SCOPE
 from otel_plugin.core.sanitize import clean_text
@@ -78,8 +78,15 @@ class _State:
         self.caps: dict[str, cm.Instrument] = {}
 
 
-_state = _State()
-_state_pid: int | None = None
+def _push_state() -> _State:
+    """push_to_collector's state in this process (a forked child starts from nothing: otel_plugin.core.process)."""
+    state = process.current()
+    if state.job_push is None:
+        with state.lock:
+            if state.job_push is None:
+                state.job_push = _State()
+    push: _State = state.job_push
+    return push
 
 
 def push_to_collector(registry: Any, job: str | None = None, grouping_key: Mapping[str, object] | None = None) -> bool:
@@ -92,16 +99,12 @@ def push_to_collector(registry: Any, job: str | None = None, grouping_key: Mappi
 
 
 def _push(registry: Any, job: str | None, grouping_key: Mapping[str, object]) -> bool:
-    global _state, _state_pid
     rt = runtime.get()
     if job:
         rt.name = clean_text(job, 128)
     if rt.pipe is None or "metrics" not in rt.pipe.senders:
         return False
-    import os
-
-    if _state_pid != os.getpid():
-        _state, _state_pid = _State(), os.getpid()
+    _state = _push_state()
     base = _labels(grouping_key, rt, "grouping_key")
     if rt.context is not None:
         base.update(rt.context.labels)
@@ -143,9 +146,9 @@ def _labels(raw: Mapping[str, object], rt: runtime.JobRuntime, where: str) -> di
 
 def _series(name: str, labels: Mapping[str, str], base: Mapping[str, str], rt: runtime.JobRuntime) -> dict[str, str]:
     attrs = {**_labels({k: v for k, v in labels.items() if k not in ("le", "quantile")}, rt, name), **base}
-    cap = _state.caps.get(name)
+    cap = _push_state().caps.get(name)
     if cap is None:
-        cap = _state.caps[name] = cm.Instrument(name, "counter", resolve=lambda: None)
+        cap = _push_state().caps[name] = cm.Instrument(name, "counter", resolve=lambda: None)
     return cap.capped(attrs)
 
 
@@ -164,9 +167,9 @@ def _convert(family: Any, base: Mapping[str, str], rt: runtime.JobRuntime, start
                 continue
             attrs = _series(name, s.labels, base, rt)
             key = (name, tuple(sorted(attrs.items())))
-            previous = _state.counters.get(key, 0.0)
+            previous = _push_state().counters.get(key, 0.0)
             delta = s.value - previous if s.value >= previous else s.value  # went down: a reset
-            _state.counters[key] = s.value
+            _push_state().counters[key] = s.value
             rt.add_pushed(name, delta)
             points.append(NumberDataPoint(attrs, start, now, _number(delta)))
         return Metric(name, description, "", Sum(points, _DELTA, True)) if points else None
@@ -204,9 +207,9 @@ def _histogram_point(name: str, attrs: Labels, series: Mapping[str, Any], start:
     if not cumulative or cumulative[-1][0] != float("inf"):
         counts.append(series["count"] - (cumulative[-1][1] if cumulative else 0.0))  # summary: one bucket
     key = (name, attrs)
-    previous = _state.histograms.get(key)
+    previous = _push_state().histograms.get(key)
     total, count = series["sum"], series["count"]
-    _state.histograms[key] = (bounds, counts, total, count)
+    _push_state().histograms[key] = (bounds, counts, total, count)
     if previous is not None and previous[0] == bounds and count >= previous[3]:
         counts = [c - p for c, p in zip(counts, previous[1], strict=True)]
         total, count = total - previous[2], count - previous[3]

@@ -31,7 +31,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util.types import Attributes
 
-from otel_plugin.core import config, contract, errors
+from otel_plugin.core import config, contract, errors, process
 from otel_plugin.core import custom_metrics as cm
 from otel_plugin.core.otel_compat import emit_log
 from otel_plugin.core.pipeline import Pipeline
@@ -258,31 +258,31 @@ def job_name() -> str:
     return clean_text(name, 128)
 
 
-_runtime: JobRuntime | None = None
-_pid: int | None = None
-_lock = threading.Lock()
-_warned_no_context = False
+def _current() -> JobRuntime | None:
+    runtime: JobRuntime | None = process.current().job_runtime
+    return runtime
 
 
 def get() -> JobRuntime:
     """This process's job runtime, created on first use (and anew after a fork)."""
-    global _runtime, _pid
-    if _pid == os.getpid() and _runtime is not None:
-        return _runtime
-    with _lock:
-        if _pid != os.getpid() or _runtime is None:
-            _runtime = _create()
-            _pid = os.getpid()
-            atexit.register(_at_exit, _runtime)
+    runtime = _current()
+    if runtime is not None:
+        return runtime
+    state = process.current()
+    with state.lock:
+        if state.job_runtime is None:
+            state.job_runtime = _create()
+            atexit.register(_at_exit, state.job_runtime)
             _hook_uncaught_exceptions()
-    return _runtime
+        runtime = state.job_runtime
+    return runtime
 
 
 def _create() -> JobRuntime:
-    global _warned_no_context
     context = RunContext.from_env()
-    if context is None and not _warned_no_context:
-        _warned_no_context = True
+    warned = process.current().warned
+    if context is None and "job: no context" not in warned:
+        warned.add("job: no context")
         log.warning("otel_plugin.job: no Airflow run context in the environment (start this process with "
                     "otel_plugin.api.job_env()); metrics without dag_id/task_id are not recorded")
     try:
@@ -303,7 +303,7 @@ def target() -> cm.Target | None:
 
 
 def _at_exit(runtime: JobRuntime) -> None:
-    if _pid == os.getpid():
+    if _current() is runtime:  # a forked child inherits the registration, not the runtime
         runtime.finish()
 
 
@@ -319,8 +319,9 @@ def _hook_uncaught_exceptions() -> None:
 
     def hook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
         try:
-            if _runtime is not None and _pid == os.getpid():
-                _runtime.error = errors.describe(value)
+            runtime = _current()
+            if runtime is not None:
+                runtime.error = errors.describe(value)
         finally:
             previous(kind, value, tb)
 
@@ -329,6 +330,4 @@ def _hook_uncaught_exceptions() -> None:
 
 def install(runtime: JobRuntime | None) -> None:
     """Use ``runtime`` as this process's job runtime (tests; None forgets it)."""
-    global _runtime, _pid
-    with _lock:
-        _runtime, _pid = runtime, (os.getpid() if runtime else None)
+    process.current().job_runtime = runtime

@@ -13,12 +13,19 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otel_plugin import api
-from otel_plugin.airflow import recorder
-from otel_plugin.core import config, pipeline
+from otel_plugin.core import config, pipeline, process
 from otel_plugin.core.otel_compat import InMemoryLogRecordExporter
 from otel_plugin.core.transport import DELTA
 
 T0 = dt.datetime(2026, 11, 27, 1, 0, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def fresh_process_state() -> Iterator[None]:
+    """Each test starts as a new process would: no configuration, pipeline, role, facts, cool-downs or warnings."""
+    process.reset()
+    yield
+    process.reset()
 
 
 class AccumulatingReader(InMemoryMetricReader):
@@ -78,8 +85,7 @@ def captured(tmp_path, monkeypatch) -> Iterator[Captured]:
     reader = AccumulatingReader()
     pipe = pipeline.Pipeline(cfg, span_exporter=spans, log_exporter=logs, metric_reader=reader)
     pipeline.install(pipe)
-    monkeypatch.setattr(recorder, "_role", "task")
-    monkeypatch.setattr(recorder, "_open_task", None)
+    process.current().role = "task"
     api.begin_task(None, None)
     yield Captured(pipe, spans, logs, reader)
     pipeline.install(None)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from otel_plugin.airflow import recorder
-from otel_plugin.core import config, pipeline, transport
+from otel_plugin.core import config, pipeline, process
 
 from .conftest import make_ti
 from .test_spool import BACKLOG, backlog
@@ -27,10 +27,9 @@ BOUND = BUDGET + 3 * 0.25 + 1.5
 
 @pytest.fixture
 def spool_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setattr(transport, "_down_until", {})
     monkeypatch.setenv("AIRFLOW__OTEL_PLUGIN__SPOOL_DIR", str(tmp_path / "spool"))
     monkeypatch.setenv("AIRFLOW__OTEL_PLUGIN__FLUSH_BUDGET", str(BUDGET))
-    monkeypatch.setattr(recorder, "_role", "task")
+    process.current().role = "task"
     config.reset()
     yield tmp_path / "spool"
     pipeline.install(None)

@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from otel_plugin.core import grpc_transport, transport
+from otel_plugin.core import grpc_transport, process, transport
 from otel_plugin.core.config import Endpoint
 from otel_plugin.core.spool import Spool
 
@@ -51,11 +51,6 @@ class GrpcRecorder:
 
     def close(self) -> None:
         self.server.stop(0).wait()
-
-
-@pytest.fixture(autouse=True)
-def no_fail_fast_carry_over(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(transport, "_down_until", {})
 
 
 @pytest.fixture
@@ -165,7 +160,7 @@ def test_collector_down_then_back_is_reached_within_the_cool_down(tmp_path: Path
         deadline = time.monotonic() + 3 * transport._COOLDOWN_S
         delivered = 0
         while not delivered and time.monotonic() < deadline:
-            transport._down_until.clear()
+            process.current().down_until.clear()
             delivered = transport.replay(send.spool, {"logs": send}, time.monotonic() + 1)
             if not delivered:
                 time.sleep(0.5)

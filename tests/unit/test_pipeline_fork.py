@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import pytest
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
-from otel_plugin.core import pipeline
+from otel_plugin.core import pipeline, process
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() only")  # Linux CI always has it
 
@@ -58,7 +58,7 @@ def _fork(child: Callable[[], dict]) -> dict:
 def _child_view() -> dict:
     return {
         "threads": sorted(t.name for t in threading.enumerate()),
-        "inherited": pipeline._pipeline is not None,
+        "inherited": process.current().pipeline is not process.UNSET,
     }
 
 

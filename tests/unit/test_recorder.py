@@ -10,7 +10,7 @@ from opentelemetry.trace import StatusCode
 
 from otel_plugin import api
 from otel_plugin.airflow import listener, recorder
-from otel_plugin.core import contract, ids
+from otel_plugin.core import contract, ids, process
 
 from .conftest import T0, make_dag_run, make_ti
 
@@ -178,10 +178,9 @@ def test_traceparent_names_the_running_task_span(captured):
     assert api.trace_env() == {"TRACEPARENT": expected}
 
 
-def test_metric_guard_drops_run_ids_and_warns_once(captured, caplog, monkeypatch):
+def test_metric_guard_drops_run_ids_and_warns_once(captured, caplog):
     from otel_plugin.airflow import metrics
 
-    monkeypatch.setattr(metrics, "_warned", set())  # other tests may have warned already in this process
     kept = metrics.guard({"dag_id": "d", "run_id": "r", "airflow.try_number": 2, "state": "ok"})
     metrics.guard({"run_id": "again"})
     assert kept == {"dag_id": "d", "state": "ok"}
@@ -261,7 +260,7 @@ def _job(job_type: str | None = None) -> SimpleNamespace:
 
 
 def test_airflow2_local_task_job_keeps_the_task_role(monkeypatch):
-    monkeypatch.setattr(recorder, "_role", None)
+    process.reset()
 
     class TaskCommandMarker:
         pass
@@ -276,7 +275,7 @@ def test_airflow2_local_task_job_keeps_the_task_role(monkeypatch):
 @pytest.mark.parametrize("job_type, role", [("SchedulerJob", "service"), ("DagProcessorJob", "service"),
                                             ("TriggererJob", "service"), ("LocalTaskJob", "task")])
 def test_a_jobs_role_is_read_after_its_runner_names_it(monkeypatch, job_type, role):
-    monkeypatch.setattr(recorder, "_role", None)
+    process.reset()
     job = _job()
     listener.on_starting(component=job)
     job.job_type = job_type  # BaseJobRunner.__init__, after Job.__init__ fired on_starting
@@ -284,9 +283,9 @@ def test_a_jobs_role_is_read_after_its_runner_names_it(monkeypatch, job_type, ro
 
 
 def test_role_comes_from_what_on_starting_receives(monkeypatch):
-    monkeypatch.setattr(recorder, "_role", None)
+    process.reset()
     listener.on_starting(component=_job("SchedulerJob"))
     assert recorder.role() == "service"
-    monkeypatch.setattr(recorder, "_role", None)
+    process.reset()
     listener.on_starting(component=object())  # any task-process marker, whatever its class is called
     assert recorder.role() == "task"

@@ -29,11 +29,6 @@ BACKLOG = 20_000
 SMALL_BACKLOG = 2_000
 
 
-@pytest.fixture(autouse=True)
-def no_fail_fast_carry_over(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(transport, "_down_until", {})
-
-
 @pytest.fixture
 def server():
     srv = Recorder()

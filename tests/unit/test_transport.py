@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_plugin.core import transport
+from otel_plugin.core import process, transport
 from otel_plugin.core.config import Endpoint
 from otel_plugin.core.spool import Spool
 
@@ -62,11 +62,6 @@ class Recorder(ThreadingHTTPServer):
     def close(self) -> None:
         self.shutdown()
         self.server_close()
-
-
-@pytest.fixture(autouse=True)
-def no_fail_fast_carry_over(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(transport, "_down_until", {})
 
 
 @pytest.fixture
@@ -130,7 +125,7 @@ def test_after_a_connection_failure_the_host_fails_fast_for_a_while(tmp_path: Pa
         started = time.monotonic()
         assert not send.send(b"two")
         assert time.monotonic() - started < 0.05 and srv.requests == []
-        transport._down_until.clear()  # the cool-down is over
+        process.current().down_until.clear()  # the cool-down is over
         assert transport.replay(send.spool, {"logs": send}, time.monotonic() + 5) == 2
         assert send.spool.pending() == 0
         # One request: serialized OTLP requests concatenated are one request holding both, oldest first.
