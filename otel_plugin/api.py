@@ -16,6 +16,8 @@ Usage, inside a task::
     env = {**os.environ, **api.job_env()}          # a child process (spark-submit, a container, a script)
     subprocess.run(["python", "job.py"], env=env)  # ... records into the same run: otel_plugin.job
 
+    SparkSubmitOperator(..., pre_execute=api.hand_run_context)  # an operator's child gets job_env() too
+
 Facts land on the task's completion event and span; rows, bytes and checks also feed low-cardinality
 metrics. Custom metrics (``counter``, ``histogram``, ``up_down_counter``) take any name, are always DELTA
 and get ``dag_id`` and ``task_id`` as labels; their rules are in ``otel_plugin.core.custom_metrics``. Called
@@ -28,6 +30,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from otel_plugin.core import config, contract, ids, process
@@ -37,8 +40,8 @@ from otel_plugin.core.sanitize import MASK, attribute_value, safe_str, sensitive
 
 log = logging.getLogger(__name__)
 
-__all__ = ["counter", "histogram", "job_env", "record_bytes", "record_check", "record_rows", "set_fact",
-           "trace_env", "traceparent", "up_down_counter"]
+__all__ = ["counter", "hand_run_context", "histogram", "job_env", "record_bytes", "record_check", "record_rows",
+           "set_fact", "trace_env", "traceparent", "up_down_counter"]
 
 
 @dataclass
@@ -70,13 +73,7 @@ class _Current:
 
 
 def _task() -> _Current:
-    state = process.current()
-    if state.task is None:
-        with state.lock:
-            if state.task is None:
-                state.task = _Current()
-    current: _Current = state.task
-    return current
+    return process.setdefault("task", _Current)
 
 
 def begin_task(trace_id: int | None, span_id: int | None, context: RunContext | None = None) -> None:
@@ -162,6 +159,23 @@ def trace_env() -> dict[str, str]:
     """``{"TRACEPARENT": ...}`` for a child process's environment; empty outside a task."""
     value = traceparent()
     return {"TRACEPARENT": value} if value else {}
+
+
+def hand_run_context(context: object = None) -> None:
+    """A ``pre_execute`` hook: adds ``job_env()`` to the operator's child environment, ``env_vars``
+    (SparkSubmitOperator; KubernetesPodOperator given a dict) or ``env`` (BashOperator). The listener has
+    started the try by then, so the child's spans join its span."""
+    try:
+        operator = context.get("task") if isinstance(context, Mapping) else None  # 2.x: a Mapping, not a dict
+        name = next((n for n in ("env_vars", "env") if hasattr(operator, n)), None)
+        current = getattr(operator, name, None) if name else None
+        if name is None or not (current is None or isinstance(current, dict)):
+            log.warning("otel_plugin.api: hand_run_context needs an operator with a dict env_vars or env; "
+                        "pass api.job_env() yourself")
+            return
+        setattr(operator, name, {**(current or {}), **job_env()})
+    except Exception:
+        log.warning("otel_plugin.api: hand_run_context failed; the child records nothing", exc_info=True)
 
 
 def job_env() -> dict[str, str]:

@@ -18,15 +18,10 @@ from pathlib import Path
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import dag
 
+from otel_plugin import api
+
 APPLICATION = Path(__file__).resolve().parents[2] / "examples" / "spark-job" / "count_orders.py"
 ORDERS = 1000
-
-
-def hand_run_context(context) -> None:
-    """pre_execute hook: the task try's run context into spark-submit's environment (the driver inherits it)."""
-    from otel_plugin import api
-
-    context["task"].env_vars = {**(context["task"].env_vars or {}), **api.job_env()}
 
 
 @dag(schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc), catchup=False, tags=["demo", "otel"])
@@ -40,7 +35,7 @@ def demo_spark():
         name="count_orders",
         conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "1"},
         env_vars={"AIRFLOW_OTEL_JOB": "count_orders"},
-        pre_execute=hand_run_context,
+        pre_execute=api.hand_run_context,
     )
 
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from otel_plugin.core.config import PluginConfig
@@ -34,6 +35,7 @@ class _Unset:
 
 
 UNSET: Any = _Unset()
+T = TypeVar("T")
 
 
 @dataclass(eq=False)
@@ -72,6 +74,19 @@ def current() -> ProcessState:
         if _state is None or _state.pid != os.getpid():
             _state = ProcessState()
         return _state
+
+
+def setdefault(name: str, factory: Callable[[], T]) -> T:
+    """The state's ``name``, made by ``factory`` on its first use in this process (fields that start as None)."""
+    state = current()
+    value = getattr(state, name)
+    if value is None:
+        with state.lock:
+            value = getattr(state, name)
+            if value is None:
+                value = factory()
+                setattr(state, name, value)
+    return value
 
 
 def reset() -> None:

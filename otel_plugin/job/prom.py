@@ -80,13 +80,7 @@ class _State:
 
 def _push_state() -> _State:
     """push_to_collector's state in this process (a forked child starts from nothing: otel_plugin.core.process)."""
-    state = process.current()
-    if state.job_push is None:
-        with state.lock:
-            if state.job_push is None:
-                state.job_push = _State()
-    push: _State = state.job_push
-    return push
+    return process.setdefault("job_push", _State)
 
 
 def push_to_collector(registry: Any, job: str | None = None, grouping_key: Mapping[str, object] | None = None) -> bool:

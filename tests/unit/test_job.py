@@ -292,6 +292,22 @@ def test_job_env_defaults_to_http_when_the_task_names_no_endpoint(captured, monk
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://localhost:4318"
 
 
+def test_hand_run_context_fills_the_operators_child_environment(captured, caplog):
+    from types import SimpleNamespace
+
+    listener.on_task_instance_running(previous_state="queued", task_instance=make_ti(state="running"))
+    spark = SimpleNamespace(env_vars={"AIRFLOW_OTEL_JOB": "count_orders"})  # SparkSubmitOperator
+    bash = SimpleNamespace(env=None)  # BashOperator without env
+    pod = SimpleNamespace(env_vars=["V1EnvVar"])  # KubernetesPodOperator given a list: left alone
+    for operator in (spark, bash, pod):
+        api.hand_run_context({"task": operator})
+    assert spark.env_vars == {"AIRFLOW_OTEL_JOB": "count_orders", **api.job_env()}
+    assert bash.env == api.job_env() and bash.env["TRACEPARENT"] == api.traceparent()
+    assert pod.env_vars == ["V1EnvVar"]
+    api.hand_run_context(None)  # never raises into the task
+    assert sum("hand_run_context needs" in r.getMessage() for r in caplog.records) == 2
+
+
 def test_context_falls_back_to_airflows_own_variables():
     env = {"AIRFLOW_CTX_DAG_ID": "etl", "AIRFLOW_CTX_TASK_ID": "load", "AIRFLOW_CTX_DAG_RUN_ID": "r",
            "AIRFLOW_CTX_TRY_NUMBER": "2", "TRACEPARENT": "garbage"}

@@ -5,16 +5,16 @@ Each test forks for real: the child reports over a pipe and leaves with ``os._ex
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import pytest
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
 from otel_plugin.core import pipeline, process
+from testkit.procs import in_fork
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() only")  # Linux CI always has it
 
@@ -36,23 +36,6 @@ class SlowLogs(LogRecordExporter):
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
-
-
-def _fork(child: Callable[[], dict]) -> dict:
-    """Run ``child`` in a forked process; what it returned (as JSON)."""
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read)
-            os.write(write, json.dumps(child()).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as answer:
-        text = answer.read()
-    os.waitpid(pid, 0)
-    return json.loads(text)
 
 
 def _child_view() -> dict:
@@ -79,7 +62,7 @@ def test_nothing_runs_in_the_background_between_flushes(captured) -> None:
 
 
 def test_a_forked_child_starts_no_thread_and_forgets_the_parents_pipeline(live, captured) -> None:
-    seen = _fork(_child_view)
+    seen = in_fork(_child_view)
     assert seen == {"threads": ["MainThread"], "inherited": False}
     # The parent still has its pipeline and its held event, and exports it once, from here.
     assert pipeline.get() is live
@@ -93,7 +76,7 @@ def test_a_fork_waits_for_the_flush_in_flight(captured, monkeypatch) -> None:
     captured.pipe.logger.emit(body="in flight")
     captured.pipe.flush(wait=False)
     time.sleep(0.05)  # the flush thread is inside the export now
-    seen = _fork(_child_view)
+    seen = in_fork(_child_view)
     forked_at = time.monotonic()
     assert slow.exported and slow.exported[0] <= forked_at  # the export ended before the fork
     assert seen == {"threads": ["MainThread"], "inherited": False}
@@ -106,7 +89,7 @@ def test_the_wait_before_a_fork_is_bounded_by_the_flush_budget(captured, monkeyp
     budget = 0.3
     began = time.monotonic()
     captured.pipe.flush(budget=budget, wait=False)
-    _fork(_child_view)
+    in_fork(_child_view)
     assert time.monotonic() - began < budget + 1.0  # not the 3 s the export takes
     captured.pipe.settle()  # its thread would otherwise outlive the test, and the flush deadline is process-wide
     for thread, _ in captured.pipe._flushing:
@@ -124,4 +107,4 @@ def test_the_parents_exit_flush_never_runs_in_a_child(live) -> None:
             pipeline.Pipeline.flush = monkey  # type: ignore[method-assign]
         return {"flushed": bool(flushed)}
 
-    assert _fork(child) == {"flushed": False}
+    assert in_fork(child) == {"flushed": False}

@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 from otel_plugin import api
 from otel_plugin.airflow import recorder
 from otel_plugin.core import config, process, transport
-
-
-def _in_child(report) -> dict:
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read)
-            os.write(write, json.dumps(report()).encode())
-        finally:
-            os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as answer:
-        text = answer.read()
-    os.waitpid(pid, 0)
-    return json.loads(text)
+from testkit.procs import in_fork
 
 
 def _view() -> dict:
@@ -56,7 +40,7 @@ def test_a_forked_child_starts_with_a_fresh_state_and_the_parent_keeps_its_own()
     _dirty()
     parent = _view()
     assert parent["role"] == "task" and parent["rows"] == 5 and parent["down"] and parent["deadline_set"]
-    assert _in_child(_view) == FRESH
+    assert in_fork(_view) == FRESH
     assert _view() == parent
 
 

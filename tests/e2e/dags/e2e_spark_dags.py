@@ -10,16 +10,11 @@ from pathlib import Path
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import dag
 
+from otel_plugin import api
+
 SUFFIX = os.environ.get("E2E_SUFFIX", "local")
 APPLICATION = Path(__file__).resolve().parents[3] / "examples" / "spark-job" / "count_orders.py"
 ORDERS = 700  # every 7th order is rejected: 100 rejected, 600 rows written per run
-
-
-def hand_run_context(context) -> None:
-    """pre_execute: the task try's run context (``api.job_env()``) into spark-submit's environment."""
-    from otel_plugin import api
-
-    context["task"].env_vars = {**(context["task"].env_vars or {}), **api.job_env()}
 
 
 @dag(dag_id=f"e2e_spark_{SUFFIX}", start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), schedule=None,
@@ -33,7 +28,7 @@ def spark():
         name="e2e_count_orders",
         conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "1"},
         env_vars={"AIRFLOW_OTEL_JOB": "count_orders"},
-        pre_execute=hand_run_context,
+        pre_execute=api.hand_run_context,
     )
 
 
