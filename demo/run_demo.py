@@ -23,6 +23,7 @@ from pathlib import Path
 
 from otel_plugin.readback import lookup, queries
 from otel_plugin.readback.stores import Jaeger, Prometheus, StoreError, VictoriaLogs
+from testkit import alerting
 from testkit.airflow_local import AirflowLocal
 from testkit.net import free_port
 from testkit.wait import poll
@@ -221,16 +222,9 @@ def report_queries(names: list[str], runs: dict[str, str], window: str) -> None:
             say(f"  {dialect:<8} {text}")
 
 
-ALERTMANAGER = os.environ.get("ALERTMANAGER_URL", "http://127.0.0.1:9093")
-
-
 def demo_alerts() -> list[dict]:
-    """Alertmanager's active alerts about the demo DAGs (GET /api/v2/alerts)."""
-    import json
-    import urllib.request
-
-    with urllib.request.urlopen(f"{ALERTMANAGER}/api/v2/alerts", timeout=10) as response:
-        return [a for a in json.load(response) if a["labels"].get("dag_id") in DAGS]
+    """Alertmanager's active alerts about the demo DAGs."""
+    return [a for a in alerting.alertmanager_alerts() if a["labels"].get("dag_id") in DAGS]
 
 
 def report_alerts() -> None:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from testkit import alerting
 from testkit.airflow_local import AirflowLocal
-from tests import alerting
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.airflow, pytest.mark.stack]

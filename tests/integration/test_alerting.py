@@ -23,9 +23,9 @@ from opentelemetry.sdk.resources import Resource
 from grafana.generator import alerts
 from otel_plugin.airflow import schedule
 from otel_plugin.core import contract
+from testkit import alerting
 from testkit.stackutil import COLLECTOR_OTLP_HTTP, PROMETHEUS, Gate, prom_query, run_processes, wait_until
 from testkit.stackutil import stack as stack_sh
-from tests import alerting
 
 
 @pytest.fixture(scope="module")

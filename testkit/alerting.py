@@ -8,6 +8,7 @@ receiver listens there for the test session and keeps every notification.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ import requests
 
 from testkit.stackutil import PROMETHEUS
 
-ALERTMANAGER = "http://127.0.0.1:9093"
+ALERTMANAGER = os.environ.get("ALERTMANAGER_URL", "http://127.0.0.1:9093")
 WEBHOOK_PORT = 5001
 
 
