@@ -15,7 +15,7 @@ SERVICE_NAME = "airflow"  # the default service.name; OTEL_SERVICE_NAME sets ano
 # labels (one series per run is the unbounded growth this project removes). Matched as a whole key or as the
 # last part of a dotted/underscored one (``airflow.try_number``, ``cicd.pipeline.run.id``), any case. The
 # metric guard, the custom-metric API, the query catalogue and the Collector's drop_run_ids transform (checked
-# by tests/unit/test_collector_configs.py) all read this list.
+# by tests/unit/deploy/test_collector_configs.py) all read this list.
 RUN_SCOPED_KEYS = (
     "run_id", "dag_run_id", "try_number", "map_index", "ti_id", "task_instance_id", "trace_id", "span_id",
     "logical_date", "execution_date", "cicd.pipeline.run.id", "cicd.pipeline.task.run.id",

@@ -28,7 +28,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metric
 
 from otel_plugin.core.config import parse_headers
 from testkit.net import free_port
-from tests.unit.test_collector_configs import TYPE_OF_MODULE
+from tests.unit.deploy.test_collector_configs import TYPE_OF_MODULE
 
 pytestmark = pytest.mark.stack
 

@@ -17,7 +17,7 @@ import yaml
 from grafana.generator import alerts, outputs
 from otel_plugin.core import contract
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 RULES = outputs.GRAFANA_DIR / outputs.PROMETHEUS_RULES
 FINISHED = "airflow_otel_dag_run_finished_total"
 DURATION = "airflow_otel_dag_run_duration_seconds_bucket"

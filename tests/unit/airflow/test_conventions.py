@@ -8,8 +8,7 @@ from opentelemetry.trace import SpanKind
 
 from otel_plugin.airflow import listener
 from otel_plugin.core import contract
-
-from .conftest import make_dag_run, make_ti
+from tests.unit.conftest import make_dag_run, make_ti
 
 
 class AirflowTaskTimeout(BaseException):

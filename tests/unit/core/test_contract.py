@@ -7,10 +7,9 @@ from pathlib import Path
 from otel_plugin import api
 from otel_plugin.airflow import listener
 from otel_plugin.core import contract
+from tests.unit.conftest import make_dag_run, make_ti
 
-from .conftest import make_dag_run, make_ti
-
-DOC = Path(__file__).resolve().parents[2] / "docs" / "telemetry.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "telemetry.md"
 
 
 def test_doc_metrics_table_is_generated_from_the_contract():
@@ -40,7 +39,7 @@ def test_every_emitted_name_is_declared_and_every_declared_name_is_emitted(captu
     assert undeclared == set()
     assert declared - emitted == set()
 
-    # Gauges come from the scheduler's schedule report (tests/unit/test_schedule.py checks them).
+    # Gauges come from the scheduler's schedule report (tests/unit/airflow/test_schedule.py checks them).
     metric_names = {m.name for m in contract.METRICS if m.kind != "gauge"}
     exported = {name for name in metric_names if captured.points(name)}
     assert exported == metric_names

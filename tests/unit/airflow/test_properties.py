@@ -22,8 +22,7 @@ from otel_plugin.airflow.model import DagRunInfo, TaskRun
 from otel_plugin.core import errors, sanitize
 from otel_plugin.core.otel_compat import InMemoryLogRecordExporter
 from otel_plugin.core.pipeline import ForcedIdGenerator
-
-from .conftest import make_dag_run, make_ti
+from tests.unit.conftest import make_dag_run, make_ti
 
 # Loki: at most 128 structured-metadata entries and 64 KB of them per line (limits_config defaults);
 # VictoriaLogs: 256 KB per line (-insert.maxLineSizeBytes) and 1000 fields (-insert.maxFieldsPerLine).

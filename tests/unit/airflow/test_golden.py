@@ -2,7 +2,7 @@
 with tests/golden/reference_run.json. A change to what users see in their stores shows up here as a diff.
 
 The file is written by the test, never by hand: review the diff, then
-    UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_golden.py
+    UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/airflow/test_golden.py
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from typing import Any
 
 from otel_plugin import api
 from otel_plugin.airflow import listener
+from tests.unit.conftest import T0, Captured, make_dag_run, make_ti
 
-from .conftest import T0, Captured, make_dag_run, make_ti
-
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "reference_run.json"
+GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "reference_run.json"
 RUN = "scheduled__2026-11-27T00:00:00+00:00"
 
 
@@ -96,5 +95,5 @@ def test_reference_run_matches_the_golden_file(captured: Captured) -> None:
     for part in ("events", "spans", "metrics"):
         assert got[part] == want[part], (
             f"the {part} of the reference run changed; if that is intended, review and regenerate with "
-            "UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/test_golden.py"
+            "UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/unit/airflow/test_golden.py"
         )

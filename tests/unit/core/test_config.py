@@ -197,7 +197,7 @@ def test_service_name_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_readme_option_table_is_generated_from_the_option_table() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     table = readme.split("<!-- options:begin -->\n", 1)[1].split("\n<!-- options:end -->", 1)[0]
     assert table == options.markdown(), (
         "README.md's option table is stale: paste the output of "

@@ -15,8 +15,8 @@ import pytest
 
 from otel_plugin.airflow import recorder
 from otel_plugin.core import config, pipeline, process
+from tests.unit.conftest import make_ti
 
-from .conftest import make_ti
 from .test_spool import BACKLOG, backlog
 
 BUDGET = 1.0

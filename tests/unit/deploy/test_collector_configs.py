@@ -17,7 +17,7 @@ import yaml
 
 from otel_plugin.core import contract
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 COLLECTOR = ROOT / "collector"
 BASE = COLLECTOR / "config.yaml"
 CONFIGS = sorted([BASE, COLLECTOR / "loadbalancer.yaml", *(COLLECTOR / "overlays").glob("*.yaml")])

@@ -12,8 +12,7 @@ from otel_plugin import api
 from otel_plugin.airflow import listener
 from otel_plugin.core import contract
 from otel_plugin.core.custom_metrics import check_name, check_unit, prometheus_name
-
-from .conftest import make_ti
+from tests.unit.conftest import make_ti
 
 
 def fresh(prefix: str) -> str:

@@ -20,8 +20,7 @@ from otel_plugin.core import config, contract, ids, pipeline, transport
 from otel_plugin.core.otel_compat import InMemoryLogRecordExporter
 from otel_plugin.core.runcontext import RunContext
 from otel_plugin.job import runtime
-
-from .conftest import AccumulatingReader, make_ti
+from tests.unit.conftest import AccumulatingReader, make_ti
 
 TRACE, TASK_SPAN = 0x0123456789ABCDEF0123456789ABCDEF, 0x0123456789ABCDEF
 CONTEXT = RunContext("etl", "load", "manual__1", 2, 3, ids.format_traceparent(TRACE, TASK_SPAN))

@@ -10,8 +10,7 @@ import pytest
 from otel_plugin.airflow import events, listener, schedule
 from otel_plugin.airflow.schedule import DagState, Snapshot, expect
 from otel_plugin.core import contract
-
-from .conftest import T0
+from tests.unit.conftest import T0
 
 MIN = dt.timedelta(minutes=1)
 

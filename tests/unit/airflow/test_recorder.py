@@ -11,8 +11,7 @@ from opentelemetry.trace import StatusCode
 from otel_plugin import api
 from otel_plugin.airflow import listener, recorder
 from otel_plugin.core import contract, ids, process
-
-from .conftest import T0, make_dag_run, make_ti
+from tests.unit.conftest import T0, make_dag_run, make_ti
 
 RUN = "manual__2026-11-27T01:00:00+00:00"
 

@@ -55,7 +55,7 @@ def test_a_spool_that_cannot_be_written_sends_from_memory_and_leaves_no_tmp(serv
     spool_dir = tmp_path / "spool"
     script = textwrap.dedent(f"""
         import logging, resource, signal, sys
-        from tests.unit.test_transport import sender
+        from tests.unit.core.test_transport import sender
         from pathlib import Path
         logging.basicConfig(level=logging.WARNING)
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -64,7 +64,7 @@ def test_a_spool_that_cannot_be_written_sends_from_memory_and_leaves_no_tmp(serv
         print(send.send(b"p" * 1000), send.send(b"q" * 1000))
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
-                          cwd=Path(__file__).parents[2])
+                          cwd=Path(__file__).parents[3])
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "True"]
     assert [body for _, body in server.requests] == [b"p" * 1000, b"q" * 1000]
