@@ -120,6 +120,8 @@ def task_finished(ti: object, previous_state: object, state: object = None, erro
         else TaskRun.from_airflow(ti, previous_state=previous_state)
     )
     _record_task(out, run, errors.describe(error), api.take_facts() if in_task else None)
+    if not in_task:  # the scheduler failing a try the executor reported (reconcile): not again at the run's end
+        reconcile.note_reported(run)
     out.pipe.flush(wait=in_task, final=in_task)
 
 

@@ -53,6 +53,7 @@ class ProcessState:
     job: object | None = None
     open_task: object | None = None  # running hook fired here, no terminal hook yet
     emitters: Any = None  # the recorder's emitters for ``pipeline``
+    reported_tries: Any = None  # tries this process's terminal hooks reported, by run (reconcile)
     # in-task API (otel_plugin.api): the current task's facts and context
     task: Any = None
     # job side (otel_plugin.job)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from types import SimpleNamespace
 
 import pytest
@@ -124,6 +125,39 @@ def test_dag_run_end_emits_root_span_and_reconciles_tasks_that_never_ran(capture
     assert finished == {"upstream_failed": 1}
     (attrs, point) = captured.points(contract.DAG_RUN_FINISHED.name)[0]
     assert attrs == {"dag_id": "etl", "state": "failed"} and point.value == 1
+
+
+def test_a_queued_try_the_scheduler_failed_is_not_reconciled_again(captured):
+    # The executor reported a queued try failed (a Celery worker lost it before the task process started):
+    # the scheduler's handle_failure fires the failed hook there; the try has no hostname, like one that
+    # never ran. The run's end must not count it a second time (Celery: 55 failures read 67).
+    process.current().role = "service"
+    lost = [make_ti(task_id="explode", map_index=i, state="failed", hostname=None, end_date=T0) for i in range(3)]
+    for ti in lost:
+        listener.on_task_instance_failed(previous_state="running", task_instance=ti,
+                                         error="Executor CeleryExecutor reported that the task instance ...")
+    never_ran = make_ti(task_id="report", state="upstream_failed", end_date=None, try_number=0, hostname=None)
+    listener.on_dag_run_failed(dag_run=make_dag_run([*lost, never_ran], state="failed"), msg="task_failure")
+
+    tries = [(e["task_id"], e["map_index"]) for e in captured.events() if e["event"] == "task_instance"]
+    assert sorted(tries) == [("explode", 0), ("explode", 1), ("explode", 2), ("report", -1)]
+    finished: Counter = Counter()
+    for attrs, point in captured.points(contract.TASK_FINISHED.name):  # one delta per flush
+        finished[attrs["state"]] += point.value
+    assert finished == {"failed": 3, "upstream_failed": 1}
+    assert len([s for s in captured.spans() if s.name == "task explode"]) == 3
+    assert not process.current().reported_tries  # forgotten at the run's end
+
+
+def test_reported_tries_are_kept_for_a_bounded_number_of_runs(monkeypatch):
+    from otel_plugin.airflow import reconcile
+    from otel_plugin.airflow.model import TaskRun
+
+    process.reset()
+    monkeypatch.setattr(reconcile, "MAX_RUNS", 2)
+    for run_id in ("r1", "r2", "r3"):
+        reconcile.note_reported(TaskRun.from_airflow(make_ti(run_id=run_id, state="failed")))
+    assert list(process.current().reported_tries) == [("etl", "r2"), ("etl", "r3")]
 
 
 def test_cleared_run_is_a_new_trace(captured):
