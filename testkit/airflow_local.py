@@ -10,14 +10,20 @@ Usage::
 
     local_for_installed_airflow(home, dags, database_url=...)   # whichever class fits the installed Airflow
 
+    with CeleryAirflowLocal(home, dags, broker_url=redis.url, port=28081) as af:   # CeleryExecutor
+        af.start(*af.COMPONENTS)
+        af.start_worker("worker1", concurrency=6)   # each worker with its own spool, as each worker pod has
+
 Every process gets the same environment: the JWT secret the workers and the api-server share, the Execution
 API URL, the plugin's OTLP endpoint. Logs go to ``<home>/logs/<process>.log``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -36,6 +42,17 @@ def installed_major() -> int:
     from importlib.metadata import version
 
     return int(version("apache-airflow").split(".", 1)[0])
+
+
+def _session(sid: int) -> list[int]:
+    """Pids of the processes in session ``sid`` (its leader included)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.getsid(int(entry.name)) == sid:
+                    pids.append(int(entry.name))
+    return pids
 
 
 class AirflowLocal:
@@ -143,9 +160,15 @@ class AirflowLocal:
         self.processes.clear()
 
     def kill(self, name: str) -> None:
-        """SIGKILL a process and everything in its session, as when its container dies (``spawn`` it again)."""
+        """SIGKILL a process and everything in its session, as when its container dies (``spawn`` it again).
+
+        The session, not the process group: a task supervisor puts its task process in a group of its own
+        (``setpgid``), so a group kill would leave the task running, orphaned, as no container death does."""
         proc = self.processes.pop(name)
-        os.killpg(proc.pid, signal.SIGKILL)
+        for _ in range(3):  # a process forking while the first round lands: its child is in the session too
+            for pid in _session(proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         proc.wait(timeout=30)
 
     def api(self, method: str, path: str, body: dict | None = None) -> dict:
@@ -278,6 +301,44 @@ class Airflow2Local(AirflowLocal):
             "SELECT task_id, map_index, try_number, state FROM task_instance WHERE dag_id = :d AND run_id = :r",
             d=dag_id, r=run_id,
         )
+
+
+class CeleryAirflowLocal(AirflowLocal):
+    """Airflow 3 with CeleryExecutor: the broker (and result backend, database 1 of the same Redis) given by
+    URL; workers are ``airflow celery worker`` processes started with ``start_worker``. A worker is killed
+    like any process (``kill``: its whole session, pool children and task processes included) and started
+    again under the same name, with the same spool."""
+
+    def __init__(self, home: Path, dags: Path, broker_url: str, port: int = 28080,
+                 extra_env: dict[str, str] | None = None) -> None:
+        super().__init__(home, dags, port, {
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CELERY__BROKER_URL": broker_url,
+            "AIRFLOW__CELERY__RESULT_BACKEND": broker_url.rsplit("/", 1)[0] + "/1",
+            **(extra_env or {}),
+        })
+
+    def spool_dir(self, worker: str) -> Path:
+        return self.home / f"spool-{worker}"
+
+    def start_worker(self, name: str, concurrency: int, queues: str | None = None,
+                     extra_env: dict[str, str] | None = None) -> None:
+        """``airflow celery worker`` (prefork pool of ``concurrency`` children) named ``name@<host>``, with
+        its own spool directory, serving ``queues`` (comma-separated; Airflow's default queue if None);
+        started again after a kill, it finds that spool."""
+        args = ["celery", "worker", "--concurrency", str(concurrency), "--celery-hostname", f"{name}@%h",
+                "--pid", str(self.home / f"{name}.pid"), "--skip-serve-logs", "--without-mingle",
+                "--without-gossip"]
+        self.spawn(name, args + (["--queues", queues] if queues else []),
+                   {"AIRFLOW__OTEL_PLUGIN__SPOOL_DIR": str(self.spool_dir(name)), **(extra_env or {})})
+
+    def workloads(self, name: str, dag_id: str) -> list[int]:
+        """Map indexes of the task workloads of a DAG that worker ``name`` took from the broker, in order (its
+        log, every start of it)."""
+        log = (self.home / "logs" / f"{name}.log").read_text(errors="replace")
+        return [int(found[1]) for line in log.splitlines()
+                if "Executing workload" in line and f"dag_id='{dag_id}'" in line
+                and (found := re.search(r"map_index=(-?\d+)", line))]
 
 
 def local_for_installed_airflow(home: Path, dags: Path, database_url: str | None = None, port: int = 28080,

@@ -87,6 +87,15 @@ def prom_samples(selector: str, window: str = "10m") -> list[tuple[float, float]
     return [(float(t), float(v)) for t, v in result[0]["values"]]
 
 
+def counter_total(samples: list[tuple[float, float]]) -> float:
+    """What a counter's raw samples add up to, across resets (a Collector restart starts it again from 0)."""
+    counted, previous = 0.0, 0.0
+    for _, value in samples:
+        counted += value - previous if value >= previous else value
+        previous = value
+    return counted
+
+
 # --- the Collector's own telemetry -----------------------------------------------------------------
 
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][\w:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)")

@@ -89,15 +89,6 @@ def wait_for_run_metrics(dag_id: str, runs: int) -> float:
     return at
 
 
-def total(samples: list[tuple[float, float]]) -> float:
-    """What a counter's raw samples add up to, across resets (a Collector restart starts it again from 0)."""
-    counted, previous = 0.0, 0.0
-    for _, value in samples:
-        counted += value - previous if value >= previous else value
-        previous = value
-    return counted
-
-
 def promql(name: str, at: float, **values: queries.FilterValue) -> dict[tuple[str, ...], float]:
     """A catalogue metric query evaluated at a scrape time: {(its `by` labels except dag_id): value}."""
     query = queries.get(name)
@@ -129,7 +120,7 @@ def test_concurrent_failures_are_counted_exactly(airflow, runs):
     wait_for_run_metrics(dag_id, 1)
     selector = f'{queries.TASK_FINISHED}{{dag_id="{dag_id}",task_id="explode",state="failed"}}'
     samples = stackutil.prom_samples(selector, WINDOW)
-    assert samples[0][1] == 0 and total(samples) == BURST_SIZE, samples
+    assert samples[0][1] == 0 and stackutil.counter_total(samples) == BURST_SIZE, samples
     at = samples[-1][0]
     first_t, first_value = next((t, v) for t, v in samples if v > 0)
     assert promql("task_failures", first_t, dag_id=dag_id, task_id="explode") == {("explode",): first_value}
@@ -151,7 +142,8 @@ def test_concurrent_failures_are_counted_exactly(airflow, runs):
     assert {e["span_id"] for e in terminal(events)} == {s.span_id for s in spans if s is not root}
     ends = Counter(e["end_time"][:19] for e in terminal(events))  # to the second
     print(
-        f"\n{BURST_SIZE} mapped failures -> Prometheus {total(samples):g} (first scrape {first_value:g}), "
+        f"\n{BURST_SIZE} mapped failures -> Prometheus {stackutil.counter_total(samples):g} "
+        f"(first scrape {first_value:g}), "
         f"VictoriaLogs {len(failures)} events with {len({r['map_index'] for r in failures})} distinct map_index, "
         f"Jaeger {len(spans)} spans in 1 trace; failures per second: {sorted(ends.values(), reverse=True)}"
     )
