@@ -14,7 +14,7 @@ under Celery: 55 failed tries counted 67). The scheduler remembers the tries its
 Usage (recorder)::
 
     note_reported(run)                 # a terminal hook reported this try in this (service) process
-    for ti in never_started(dag_run):  # at the run's end: the tries nobody reported
+    for ti in never_started(dag_run, info):  # at the run's end: the tries nobody reported
         ...
 """
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 
-from otel_plugin.airflow.model import TaskRun, read, state_name
+from otel_plugin.airflow.model import DagRunInfo, TaskRun, read, state_name
 from otel_plugin.core import contract, process
 
 log = logging.getLogger(__name__)
@@ -51,10 +51,11 @@ def note_reported(run: TaskRun) -> None:
         reported.popitem(last=False)
 
 
-def never_started(dag_run: object) -> list[object]:
-    """Terminal task instances of the run that no worker picked up (Airflow sets their start_date anyway)
-    and no hook of this process reported; forgets the run's reported tries (its end is reported once)."""
-    reported = _reported().pop((str(read(dag_run, "dag_id")), str(read(dag_run, "run_id"))), set())
+def never_started(dag_run: object, info: DagRunInfo) -> list[object]:
+    """Terminal task instances of the run (``info``: its snapshot) that no worker picked up (Airflow sets
+    their start_date anyway) and no hook of this process reported; forgets the run's reported tries (its
+    end is reported once)."""
+    reported = _reported().pop((info.dag_id, info.run_id), set())
     get = getattr(dag_run, "get_task_instances", None)
     if get is None:
         return []

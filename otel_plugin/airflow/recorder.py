@@ -151,7 +151,7 @@ def dag_run_finished(dag_run: object, msg: object) -> None:
     out = _emitters()
     if out is None:
         return
-    for ti in reconcile.never_started(dag_run):
+    for ti in reconcile.never_started(dag_run, info):
         run = TaskRun.from_airflow(ti, reconciled=True)
         # Same trace as the run, and the run's end when the task itself has no times.
         end = run.end or info.end
