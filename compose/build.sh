@@ -23,12 +23,14 @@ export GOFLAGS='-trimpath -buildvcs=false'
 export CGO_ENABLED=0
 LDFLAGS='-s -w'
 
-# The cached binary for a name; the Collector's key includes the manifest so editing it rebuilds.
+# The cached binary for a name; the Collector's key includes the manifest and our own processor's source,
+# so editing either rebuilds.
 bin_path() {
   case $1 in
     collector)
       local hash
-      hash=$(sha256sum "$ROOT/collector/builder.yaml" | cut -c1-12)
+      hash=$(cat "$ROOT/collector/builder.yaml" "$ROOT"/collector/exemplarsprocessor/{go.mod,go.sum,processor.go} \
+        | sha256sum | cut -c1-12)
       echo "$BIN/otelcol-airflow-$OTELCOL_VERSION-$hash" ;;
     prometheus) echo "$BIN/prometheus-$PROMETHEUS_VERSION" ;;
     promtool) echo "$BIN/promtool-$PROMETHEUS_VERSION" ;;
@@ -75,7 +77,9 @@ build_collector() {
   fi
   dir="$WORK/$(basename "$out")"
   rm -rf "$dir" && mkdir -p "$dir" && cd "$dir"
-  # output_path in the manifest is relative: the sources and binary land in this scratch directory.
+  # output_path in the manifest is relative: the sources and binary land in this scratch directory. So is
+  # the path of our own processor (./exemplarsprocessor), which the builder resolves from here.
+  ln -s "$ROOT/collector/exemplarsprocessor" exemplarsprocessor
   "$builder" --config="$ROOT/collector/builder.yaml"
   mv _build/otelcol-airflow "$out"
   cd "$ROOT"

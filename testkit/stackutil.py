@@ -67,6 +67,10 @@ class PromQL(Prometheus):
         """The syntax tree Prometheus makes of ``expr`` (StoreError if it does not parse)."""
         return self._data("/api/v1/parse_query", {"query": expr})
 
+    def query_exemplars(self, expr: str, start: float, end: float) -> list[dict[str, Any]]:
+        """Exemplars of the series ``expr`` selects: entries of ``seriesLabels`` and ``exemplars``."""
+        return self._data("/api/v1/query_exemplars", {"query": expr, "start": start, "end": end})
+
 
 def prom_query(expr: str, at: float | None = None, url: str = PROMETHEUS) -> list[dict[str, Any]]:
     """Instant query: the result list (vector or matrix entries)."""
@@ -78,6 +82,14 @@ def prom_value(expr: str, at: float | None = None, url: str = PROMETHEUS) -> flo
     result = prom_query(expr, at, url)
     assert len(result) <= 1, f"{expr} returned {len(result)} series: {result}"
     return float(result[0]["value"][1]) if result else None
+
+
+def prom_exemplar_traces(selector: str, window_s: float = 900) -> set[str]:
+    """The trace ids (hex) of the exemplars Prometheus stored for a selector's series in the last window."""
+    now = time.time()
+    return {exemplar["labels"]["trace_id"]
+            for series in PromQL(PROMETHEUS).query_exemplars(selector, now - window_s, now)
+            for exemplar in series["exemplars"] if "trace_id" in exemplar["labels"]}
 
 
 def prom_samples(selector: str, window: str = "10m") -> list[tuple[float, float]]:

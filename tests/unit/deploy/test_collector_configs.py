@@ -34,6 +34,7 @@ TYPE_OF_MODULE = {
     "filterprocessor": "filter",
     "groupbyattrsprocessor": "groupbyattrs",
     "deltatocumulativeprocessor": "delta_to_cumulative",
+    "exemplarsprocessor": "exemplars",  # ours: collector/exemplarsprocessor
     "otlpexporter": "otlp_grpc",
     "otlphttpexporter": "otlp_http",
     "debugexporter": "debug",
@@ -135,7 +136,8 @@ def test_guard_runs_before_metrics_leave_the_pipeline(path: Path) -> None:
 
 def test_aggregation_runs_behind_the_disk_queue_with_one_consumer() -> None:
     """The first half ends in a disk queue read by one consumer (one ordered writer for delta_to_cumulative);
-    the second half merges, re-stamps, adds up, and hands on to the scraped exporter and the disk push queue."""
+    the second half merges, re-stamps, adds up (carrying each delta's exemplars across), and hands on to the
+    scraped exporter and the disk push queue."""
     config = load(BASE)
     (hop,) = config["service"]["pipelines"][OURS]["exporters"]
     queue = config["exporters"][hop]["sending_queue"]
@@ -145,9 +147,13 @@ def test_aggregation_runs_behind_the_disk_queue_with_one_consumer() -> None:
     assert metrics_processors(config, AGGREGATE) == [
         "groupbyattrs/compact",
         "transform/merge_and_restamp_deltas",
+        "exemplars/stash",
         "delta_to_cumulative",
+        "exemplars/restore",
         "resource/aggregator_identity",
     ]
+    assert config["processors"]["exemplars/stash"] == {"mode": "stash"}
+    assert config["processors"]["exemplars/restore"] == {"mode": "restore"}
     assert config["service"]["pipelines"][AGGREGATE]["exporters"] == ["prometheus", "otlp_http/prometheus"]
     push = config["exporters"]["otlp_http/prometheus"]["sending_queue"]
     assert push["storage"] == "file_storage" and push["num_consumers"] == 1 and "batch" not in push
