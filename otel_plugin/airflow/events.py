@@ -13,6 +13,7 @@ import sys
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.context import Context
 
+from otel_plugin.airflow.deadlines import MissedDeadline
 from otel_plugin.airflow.model import DagRunInfo, TaskRun
 from otel_plugin.api import Facts
 from otel_plugin.core import contract
@@ -22,7 +23,8 @@ from otel_plugin.core.sanitize import bound_attributes, clean_text, safe_str
 
 Attributes = dict[str, object]
 
-_PRIORITY = (*contract.COMMON_FIELDS, *contract.TASK_FIELDS, *contract.DAG_RUN_FIELDS)
+_PRIORITY = (*contract.COMMON_FIELDS, *contract.TASK_FIELDS, *contract.DAG_RUN_FIELDS,
+             *contract.DEADLINE_MISSED_FIELDS)
 _SEVERITY = {state.name: SeverityNumber[state.severity] for state in contract.STATES}
 
 
@@ -113,6 +115,22 @@ def dag_run_attributes(info: DagRunInfo) -> Attributes:
     return _bounded(attrs)
 
 
+def deadline_missed_attributes(info: DagRunInfo, miss: MissedDeadline) -> Attributes:
+    """A DeadlineAlert the run missed: when it was due, by how much the run's end overran it, the alert's name."""
+    return _bounded({
+        "event": contract.EVENT_DEADLINE_MISSED,
+        "dag_id": info.dag_id,
+        "run_id": info.run_id,
+        "state": info.state,
+        "trace_id": f"{info.trace.trace_id:032x}",
+        "span_id": f"{info.trace.root_span_id:016x}",
+        "deadline.time": _iso(miss.deadline),
+        "deadline.name": miss.name,
+        "deadline.missed_by_s": (info.end - miss.deadline).total_seconds() if info.end else None,
+        "end_time": _iso(info.end),
+    })
+
+
 def import_error_attributes(filename: object, stacktrace: object) -> Attributes:
     """A DAG file that failed to import: the file, the error's last line (masked) and the trace's end."""
     text = clean_text(stacktrace, 1 << 16) if stacktrace else ""
@@ -135,6 +153,9 @@ def _bounded(attrs: Attributes) -> Attributes:
 def _body(attrs: Attributes) -> str:
     if attrs["event"] == contract.EVENT_IMPORT_ERROR:
         return clean_text(f"{attrs['event']} {attrs['filename']} error={attrs.get('error.message')}", 1024)
+    if attrs["event"] == contract.EVENT_DEADLINE_MISSED:
+        return clean_text(f"{attrs['event']} {attrs['dag_id']} run_id={attrs['run_id']} "
+                          f"deadline={attrs['deadline.time']} missed_by_s={attrs.get('deadline.missed_by_s')}", 1024)
     where = f"{attrs['dag_id']}.{attrs['task_id']}" if "task_id" in attrs else str(attrs["dag_id"])
     text = f"{attrs['event']} {where} {attrs.get('state')} run_id={attrs['run_id']}"
     if "try_number" in attrs:
@@ -155,7 +176,9 @@ class EventWriter:
         """Write one event; ``attrs`` come from task_attributes or dag_run_attributes (already bounded)."""
         state = str(attrs.get("state") or "")
         body = _body(attrs)
-        severity = _SEVERITY.get(state, SeverityNumber.INFO)
+        # A missed deadline is a warning whatever the run's end state (that state is on the run's own event).
+        severity = (SeverityNumber.WARN if attrs["event"] == contract.EVENT_DEADLINE_MISSED
+                    else _SEVERITY.get(state, SeverityNumber.INFO))
         if self.otel_logger is not None:
             emit_log(
                 self.otel_logger,

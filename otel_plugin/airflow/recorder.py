@@ -9,7 +9,7 @@ import dataclasses
 import logging
 
 from otel_plugin import api
-from otel_plugin.airflow import events, reconcile, schedule, traces
+from otel_plugin.airflow import deadlines, events, reconcile, schedule, traces
 from otel_plugin.airflow.metrics import Metrics
 from otel_plugin.airflow.model import DagRunInfo, TaskRun, read, state_name
 from otel_plugin.core import errors, pipeline, process
@@ -167,6 +167,10 @@ def dag_run_finished(dag_run: object, msg: object) -> None:
         traces.emit_root_span(out.pipe.tracer, info, attrs)
     if out.metrics:
         out.metrics.dag_run_finished(info, context)
+    if out.events:
+        # Deadline Alerts the run missed (no hook fires for a miss; otel_plugin/airflow/deadlines.py).
+        for miss in deadlines.missed(dag_run):
+            out.events.write(events.deadline_missed_attributes(info, miss), info.end, context)
     out.pipe.flush(wait=False)
 
 

@@ -90,6 +90,7 @@ DURATION_BUCKETS = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 
 EVENT_TASK = "task_instance"
 EVENT_DAG_RUN = "dag_run"
 EVENT_IMPORT_ERROR = "dag_import_error"  # a DAG file that failed to import: filename, error.message
+EVENT_DEADLINE_MISSED = "dag_run_deadline_missed"  # an Airflow 3 DeadlineAlert the run missed, at its end
 COMMON_FIELDS = ("event", "dag_id", "run_id", "run_type", "state", "previous_state", "start_time", "end_time",
                  "duration_s", "trace_id", "span_id", "cicd.pipeline.name", "cicd.pipeline.run.id",
                  "cicd.pipeline.run.state", "cicd.pipeline.result")
@@ -101,6 +102,8 @@ TASK_FIELDS = ("task_id", "try_number", "max_tries", "map_index", "hostname", "o
                "cicd.worker.name")
 DAG_RUN_FIELDS = ("reason", "error.type", "cicd.pipeline.action.name")
 IMPORT_ERROR_FIELDS = ("event", "filename", "state", "error.type", "error.message", "error.stacktrace")
+DEADLINE_MISSED_FIELDS = ("event", "dag_id", "run_id", "state", "trace_id", "span_id", "deadline.time",
+                          "deadline.name", "deadline.missed_by_s", "end_time")
 # Open-ended families: one field per check or fact the task recorded.
 CHECK_PREFIX, FACT_PREFIX, METRIC_PREFIX = "check.", "fact.", "metric."
 FIELD_PREFIXES = (CHECK_PREFIX, FACT_PREFIX, METRIC_PREFIX)
