@@ -16,7 +16,7 @@ from opentelemetry.metrics import Counter, Histogram, Meter
 from otel_plugin.airflow.model import DagRunInfo, TaskRun
 from otel_plugin.api import Facts
 from otel_plugin.core import contract, process
-from otel_plugin.core.otel_compat import create_histogram
+from otel_plugin.core.otel_compat import add, create_histogram, record
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,9 @@ class Metrics:
         attributes = guard({key: values[key] for key in metric.attributes})
         instrument = self.instruments[metric.name]
         if isinstance(instrument, Counter):
-            instrument.add(value, attributes, context=context)
+            add(instrument, value, attributes, context)
         else:
-            instrument.record(value, attributes, context=context)
+            record(instrument, value, attributes, context)
 
     def task_finished(self, run: TaskRun, facts: Facts | None, context: Context | None) -> None:
         task = {"dag_id": run.dag_id, "task_id": run.task_id, "state": run.state or "unknown"}

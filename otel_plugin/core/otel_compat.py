@@ -3,19 +3,24 @@ floor) and the newest: import them from here, never from the SDK directly.
 
 - 1.39 renamed the logs SDK's ``LogExporter``/``LogExportResult``/``LogData`` to ``LogRecordExporter``/
   ``LogRecordExportResult``/``ReadableLogRecord`` (same roles; ``.log_record`` holds the record in both).
-- ``Meter.create_histogram`` takes ``explicit_bucket_boundaries_advisory`` in new releases only;
-  ``create_histogram`` drops it on an older SDK, where ``bucket_views`` gives the contract's histograms
-  their buckets instead (a View set on the MeterProvider). A user's custom histogram buckets need the newer
-  SDK; on 1.27 such a histogram gets the SDK's default buckets.
+- ``Meter.create_histogram`` takes ``explicit_bucket_boundaries_advisory`` in new releases only. On an
+  older SDK ``create_histogram`` remembers the buckets by instrument name and ``bucket_views`` gives the
+  MeterProvider one View whose aggregation looks them up when a histogram's first point is recorded: the
+  contract's histograms and a user's custom ones get their buckets on every supported release.
+- ``Counter.add``/``Histogram.record`` take a ``context`` (whose span becomes the point's exemplar) since
+  1.28, where the SDK got exemplars; ``add``/``record`` pass it where it is taken. On 1.27 the points
+  are the same, without exemplars.
 - ``Logger.emit`` takes the record's fields as keywords (with ``event_name``) in new releases; 1.27 takes one
-  SDK ``LogRecord``. ``emit_log`` calls whichever the installed SDK has; on an SDK without ``event_name``
-  the name goes into the ``event.name`` attribute, the convention of those releases.
+  SDK ``LogRecord``. ``emit_log`` calls whichever the installed SDK has. The OTLP of 1.27 has no event
+  name field: the record's attributes are the same on every release (the ``event`` attribute names it).
 
-``make test-oldest`` runs the unit and real-Airflow tests on the oldest release (tests/oldest-otel.txt).
+``make test-airflow2`` runs the unit and real-Airflow tests on the oldest release (tests/oldest-otel.txt,
+beside Airflow 2.11 in .venv-af2); ``make test`` includes it.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import time
@@ -44,9 +49,12 @@ __all__ = [
     "LogRecordExportResult",
     "LogRecordExporter",
     "ReadableLogRecord",
+    "add",
     "bucket_views",
     "create_histogram",
     "emit_log",
+    "exemplars_supported",
+    "record",
 ]
 
 _KEYWORD_EMIT: dict[type, bool] = {}
@@ -80,29 +88,72 @@ def emit_log(
     logger.emit(log_record(
         timestamp=timestamp, observed_timestamp=time.time_ns(), trace_id=span.trace_id, span_id=span.span_id,
         trace_flags=span.trace_flags, severity_text=severity_number.name, severity_number=severity_number,
-        body=body, resource=getattr(logger, "resource", None), attributes={**attributes, "event.name": event_name},
+        body=body, resource=getattr(logger, "resource", None), attributes=attributes,
     ))
 
 
+@functools.cache
 def _bucket_advisory() -> bool:
     from opentelemetry.sdk.metrics import Meter
 
     return "explicit_bucket_boundaries_advisory" in inspect.signature(Meter.create_histogram).parameters
 
 
+# Older SDKs: bucket boundaries by histogram name (lower case, as the SDK compares names), read by the View
+# of ``bucket_views`` when a histogram's first point is recorded. One set per name per process, the first.
+_BUCKETS: dict[str, list[float]] = {}
+
+
 def create_histogram(meter: Any, name: str, *, unit: str, description: str, buckets: Sequence[float] | None) -> Any:
-    """A histogram with these bucket boundaries where the SDK takes them (else see ``bucket_views``)."""
+    """A histogram with these bucket boundaries (the SDK's advisory, or ``bucket_views`` on an older SDK)."""
     if buckets and _bucket_advisory():
         return meter.create_histogram(name, unit=unit, description=description,
                                       explicit_bucket_boundaries_advisory=list(buckets))
+    if buckets:
+        _BUCKETS.setdefault(name.lower(), list(buckets))
     return meter.create_histogram(name, unit=unit, description=description)
 
 
 def bucket_views(buckets_by_name: Mapping[str, Sequence[float]]) -> list[Any]:
-    """Views giving these histograms their buckets, for an SDK without bucket advisories (none otherwise)."""
+    """The Views an SDK without bucket advisories needs for histograms to get their buckets (none otherwise):
+    these names' buckets, and those later given to ``create_histogram``."""
     if _bucket_advisory():
         return []
-    from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, View
+    from opentelemetry.sdk.metrics import Histogram
+    from opentelemetry.sdk.metrics.view import Aggregation, DefaultAggregation, ExplicitBucketHistogramAggregation, View
 
-    return [View(instrument_name=name, aggregation=ExplicitBucketHistogramAggregation(list(buckets)))
-            for name, buckets in buckets_by_name.items()]
+    for name, buckets in buckets_by_name.items():
+        _BUCKETS.setdefault(name.lower(), list(buckets))
+
+    class _BucketsByName(Aggregation):
+        # The SDK's own hook for a View's aggregation (private, but fixed in the releases that need this).
+        def _create_aggregation(self, instrument: Any, *args: Any, **kwargs: Any) -> Any:
+            buckets = _BUCKETS.get(instrument.name.lower())
+            chosen = ExplicitBucketHistogramAggregation(buckets) if buckets else DefaultAggregation()
+            return chosen._create_aggregation(instrument, *args, **kwargs)
+
+    return [View(instrument_type=Histogram, aggregation=_BucketsByName())]
+
+
+@functools.cache
+def exemplars_supported() -> bool:
+    """Whether measurements take a ``context`` (the SDK then samples exemplars): OpenTelemetry 1.28+."""
+    from opentelemetry.metrics import Counter
+
+    return "context" in inspect.signature(Counter.add).parameters
+
+
+def add(instrument: Any, value: float, attributes: Mapping[str, Any], context: Context | None = None) -> None:
+    """``instrument.add``, with the context (its span: the exemplar) where the SDK takes one."""
+    if context is not None and exemplars_supported():
+        instrument.add(value, attributes, context=context)
+    else:
+        instrument.add(value, attributes)
+
+
+def record(instrument: Any, value: float, attributes: Mapping[str, Any], context: Context | None = None) -> None:
+    """``instrument.record``, with the context (its span: the exemplar) where the SDK takes one."""
+    if context is not None and exemplars_supported():
+        instrument.record(value, attributes, context=context)
+    else:
+        instrument.record(value, attributes)

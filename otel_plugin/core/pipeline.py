@@ -211,7 +211,7 @@ class Pipeline:
             reader = metric_reader or PeriodicExportingMetricReader(
                 OtlpMetricExporter(self.senders["metrics"]), export_interval_millis=math.inf
             )
-            # OpenTelemetry 1.27 has no bucket advisories: Views give the contract's histograms their buckets.
+            # OpenTelemetry 1.27 has no bucket advisories: a View gives histograms their buckets there.
             views = bucket_views({m.name: contract.DURATION_BUCKETS for m in contract.METRICS if m.kind == "histogram"})
             self.meter_provider = _MeterProvider(
                 metric_readers=[reader], resource=resource, shutdown_on_exit=False, views=views

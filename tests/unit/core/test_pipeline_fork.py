@@ -11,9 +11,10 @@ import time
 from collections.abc import Sequence
 
 import pytest
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry._logs import SeverityNumber
 
 from otel_plugin.core import pipeline, process
+from otel_plugin.core.otel_compat import LogRecordExporter, LogRecordExportResult, emit_log
 from testkit.procs import in_fork
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() only")  # Linux CI always has it
@@ -38,6 +39,12 @@ class SlowLogs(LogRecordExporter):
         return True
 
 
+def _emit_one(pipe: pipeline.Pipeline, body: str = "waiting") -> None:
+    """One event, not flushed yet (through otel_compat: the SDK's emit differs between releases)."""
+    emit_log(pipe.logger, timestamp=time.time_ns(), context=None, severity_number=SeverityNumber.INFO,
+             body=body, attributes={}, event_name="test")
+
+
 def _child_view() -> dict:
     return {
         "threads": sorted(t.name for t in threading.enumerate()),
@@ -48,14 +55,14 @@ def _child_view() -> dict:
 @pytest.fixture
 def live(captured) -> pipeline.Pipeline:
     """The installed pipeline, with one event emitted and not flushed yet."""
-    captured.pipe.logger.emit(body="waiting")  # type: ignore[union-attr]
+    _emit_one(captured.pipe)
     return captured.pipe
 
 
 def test_nothing_runs_in_the_background_between_flushes(captured) -> None:
     before = set(threading.enumerate())  # other tests may leave abandoned request threads behind
     pipe = pipeline.Pipeline(captured.pipe.cfg, log_exporter=captured.log_exporter)
-    pipe.logger.emit(body="waiting")  # type: ignore[union-attr]
+    _emit_one(pipe)
     assert set(threading.enumerate()) == before
     assert pipe.flush(wait=True)
     assert set(threading.enumerate()) == before
@@ -73,7 +80,7 @@ def test_a_forked_child_starts_no_thread_and_forgets_the_parents_pipeline(live, 
 def test_a_fork_waits_for_the_flush_in_flight(captured, monkeypatch) -> None:
     slow = SlowLogs(delay=0.5)
     monkeypatch.setattr(captured.pipe._held[-1], "target", slow)  # the events' exporter
-    captured.pipe.logger.emit(body="in flight")
+    _emit_one(captured.pipe, "in flight")
     captured.pipe.flush(wait=False)
     time.sleep(0.05)  # the flush thread is inside the export now
     seen = in_fork(_child_view)
@@ -85,7 +92,7 @@ def test_a_fork_waits_for_the_flush_in_flight(captured, monkeypatch) -> None:
 def test_the_wait_before_a_fork_is_bounded_by_the_flush_budget(captured, monkeypatch) -> None:
     slow = SlowLogs(delay=3.0)  # a Collector that does not answer within the budget
     monkeypatch.setattr(captured.pipe._held[-1], "target", slow)
-    captured.pipe.logger.emit(body="stuck")
+    _emit_one(captured.pipe, "stuck")
     budget = 0.3
     began = time.monotonic()
     captured.pipe.flush(budget=budget, wait=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from otel_plugin.core import sanitize
+from testkit.airflow_local import installed_major
 
 SECRETS = [
     ("postgresql://etl:hunter2@db:5432/x", "hunter2", "postgresql://etl:***@db"),
@@ -66,7 +67,10 @@ def test_ordinary_text_is_left_alone(text: str) -> None:
 
 
 def test_a_secret_registered_with_airflow_is_masked_too() -> None:
-    from airflow.sdk.log import mask_secret
+    if installed_major() >= 3:
+        from airflow.sdk.log import mask_secret
+    else:
+        from airflow.utils.log.secrets_masker import mask_secret
 
     mask_secret("correct-horse-battery-staple")
     masked = sanitize.clean_text("login with correct-horse-battery-staple failed")
