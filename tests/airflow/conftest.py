@@ -2,10 +2,16 @@
 
 The same tests run under whichever Airflow is installed beside the interpreter: 3.x from ``.venv``
 (SQLite) and 2.x from ``.venv-af2`` (``make test-airflow2``; PostgreSQL, which 2.x needs for LocalExecutor).
+
+Airflow's own OpenTelemetry metrics are on too (``[metrics] otel_on``), into the same Collector, as on a
+platform that turns both on: they take the Collector's ``*/other_apps`` path (test_airflow_own_metrics.py).
+Their service name is new in every session, so that no series an earlier session's Airflow left in
+Prometheus can stand in for this one's.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,6 +40,12 @@ def airflow(tmp_path_factory, stack, database_url) -> Iterator[AirflowLocal]:
     local = local_for_installed_airflow(home, ROOT / "tests" / "airflow" / "dags", database_url, port=28080, extra_env={
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
         "AIRFLOW__OTEL_PLUGIN__JSON_PATH": str(home / "events.jsonl"),
+        # Airflow 2.x sends to otel_host:otel_port; 3.x prefers OTEL_EXPORTER_OTLP_ENDPOINT (the same Collector).
+        "AIRFLOW__METRICS__OTEL_ON": "True",
+        "AIRFLOW__METRICS__OTEL_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__OTEL_PORT": "4318",
+        "AIRFLOW__METRICS__OTEL_SERVICE": f"airflow-own-{uuid.uuid4().hex[:8]}",
+        "AIRFLOW__METRICS__OTEL_INTERVAL_MILLISECONDS": "2000",
     })
     local.migrate()
     yield local

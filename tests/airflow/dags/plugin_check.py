@@ -39,5 +39,5 @@ def plugin_check():
 
 
 # One DAG per test, so no test reads counters another test is still writing.
-for dag_id in ("plugin_check", "plugin_check_mp"):
+for dag_id in ("plugin_check", "plugin_check_mp", "plugin_check_own_metrics"):
     dag(dag_id=dag_id, start_date=dt.datetime(2026, 1, 1), schedule=None, catchup=False)(plugin_check)()
