@@ -44,10 +44,10 @@ test: venv venv-airflow2 apt-deps stack-up ## set up everything (venvs, stack) a
 
 # --- Airflow 2.11 with the oldest supported OpenTelemetry, beside Airflow 3.3.2 with the newest -------------
 # A second venv, .venv-af2: Airflow 2.11.2 and OpenTelemetry 1.27.0 (tests/oldest-otel.txt, the floors in
-# pyproject.toml), the pair an image built with Airflow's 2.10/2.11/3.0 constraint files has (they pin
-# opentelemetry-* 1.27.0 beside protobuf 4.25). The unit tests and the real-Airflow test run there again;
-# .venv has Airflow 3.3.2 and the newest OpenTelemetry. Airflow's constraint files are not reachable from
-# here: what 2.11 needs pinned is pinned by hand below.
+# pyproject.toml): Airflow's constraint files for 2.10 and 3.0 pin opentelemetry-* 1.27.0 beside protobuf
+# 4.25 (2.11's, from the same weeks as 3.0's, were not readable here), so an image built with them has that
+# pair. The unit tests and the real-Airflow test run there again; .venv has Airflow 3.3.2 and the newest
+# OpenTelemetry. Airflow's constraint files are not reachable from here: what 2.11 needs is pinned below.
 .PHONY: venv-airflow2 test-airflow2 test-oldest apt-deps
 AF2_VENV := .venv-af2
 AF2_PY := $(AF2_VENV)/bin/python

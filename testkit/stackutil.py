@@ -212,16 +212,18 @@ def send_delta_metrics(
     add: int = 1,
     histogram: str | None = None,
     observation: float = 0.0,
+    resource: Mapping[str, str] | None = None,
 ) -> None:
-    """One process: its own MeterProvider with DELTA temporality; adds to a counter (and records one
-    histogram observation), then exits through a flushing shutdown."""
+    """One process: its own MeterProvider with DELTA temporality (``resource``: attributes added to its
+    resource); adds to a counter (and records one histogram observation), then exits through a flushing
+    shutdown."""
 
     delta: dict[type, AggregationTemporality] = {
         Counter: AggregationTemporality.DELTA, Histogram: AggregationTemporality.DELTA,
     }
     exporter = OTLPMetricExporter(endpoint=f"{COLLECTOR_OTLP_HTTP}/v1/metrics", preferred_temporality=delta, timeout=5)
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=3_600_000)
-    provider = MeterProvider(metric_readers=[reader], resource=_resource())
+    provider = MeterProvider(metric_readers=[reader], resource=_resource(resource))
     meter = provider.get_meter("otel_plugin")
     counter = meter.create_counter(name)
     hist = meter.create_histogram(histogram, unit="s") if histogram else None

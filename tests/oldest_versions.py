@@ -1,9 +1,9 @@
 """Fail unless the running interpreter has exactly the pinned versions of a constraints file installed.
 
-    .venv-oldest/bin/python -m tests.oldest_versions tests/oldest-otel.txt
+    .venv-af2/bin/python -m tests.oldest_versions tests/oldest-otel.txt
 
-`make test-oldest` runs it first, so the oldest-OpenTelemetry run cannot silently test newer releases (pip
-would resolve a newer one if a pin stopped applying).
+The Makefile runs it after installing .venv-af2 and before its tests, so the oldest-OpenTelemetry run cannot
+silently test newer releases (pip would resolve a newer one if a pin stopped applying).
 """
 
 from __future__ import annotations

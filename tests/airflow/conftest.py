@@ -4,7 +4,7 @@ The same tests run under whichever Airflow is installed beside the interpreter: 
 (SQLite) and 2.x from ``.venv-af2`` (``make test-airflow2``; PostgreSQL, which 2.x needs for LocalExecutor).
 
 Airflow's own OpenTelemetry metrics are on too (``[metrics] otel_on``), into the same Collector, as on a
-platform that turns both on: they take the Collector's ``*/other_apps`` path (test_airflow_own_metrics.py).
+platform that turns both on: they take the Collector's ``*/other_apps`` path (test_with_airflow_own_metrics.py).
 Their service name is new in every session, so that no series an earlier session's Airflow left in
 Prometheus can stand in for this one's.
 """

@@ -54,12 +54,15 @@ def _check_run(airflow, run_id: str, dag_id: str) -> str:
 
 
 def test_plugin_registers_its_listener(airflow):
-    plugins = json.loads(airflow.cli("plugins", "--output", "json"))
+    # The JSON is the last line: Airflow 2.x logs to stdout before it (e.g. its metrics exporter's endpoint).
+    plugins = json.loads(airflow.cli("plugins", "--output", "json").strip().splitlines()[-1])
     (ours,) = [p for p in plugins if p["name"] == "otel_plugin"]
     assert "otel_plugin.airflow.listener" in str(ours["listeners"])
 
 
 def test_dags_test_in_process(airflow):
+    # In-process means no scheduler: one that another test of the session started would run the tasks too.
+    airflow.stop()
     out = airflow.cli("dags", "test", DAG, timeout=300, check=False)  # exits 1: the run fails by design
     run_id = next(e["run_id"] for e in map(json.loads, (airflow.home / "events.jsonl").read_text().splitlines())
                   if e.get("dag_id") == DAG)

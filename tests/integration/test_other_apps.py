@@ -4,7 +4,8 @@ sent at the same moment still add up exactly.
 
 Before the change, every metric on the receiver lost its service.instance.id: another application's counter at
 10 on one instance and 20 on another read 20 in Prometheus, one series, instead of two adding up to 30.
-Airflow's own `[metrics] otel_on` metrics are such another application: tests/e2e checks them in a real run.
+Airflow's own `[metrics] otel_on` metrics are such another application: tests/airflow/test_with_airflow_own_metrics.py
+checks them in a real run.
 """
 
 from __future__ import annotations

@@ -57,6 +57,20 @@ def test_deltas_from_concurrent_processes_add_up_exactly_in_one_series(processes
     assert 2 <= accepted - accepted_before <= 2 * processes
 
 
+def test_processes_whose_resources_differ_still_add_up_in_one_series() -> None:
+    """Workers of one service on different images or hosts (another OpenTelemetry SDK while they are
+    upgraded, a pod or host name): only what names the series may tell streams apart (collector/config.yaml
+    step 1), or Prometheus would read each stream's total in turn (measured before: 2 + 2 read 2)."""
+    uid = unique()
+    counter = f"stacktest.{uid}.mixed"
+    attributes = {"dag_id": f"dag_{uid}", "task_id": "t", "state": "failed"}
+    resources = [{"telemetry.sdk.version": "1.27.0"}, {"telemetry.sdk.version": "1.45.2"},
+                 {"k8s.pod.name": "worker-a"}, {"host.name": "worker-b"}]
+    su.run_processes(su.send_delta_metrics, [(counter, attributes, 1, None, 0.0, r) for r in resources] * 3)
+    total = f"stacktest_{uid}_mixed_total"
+    su.wait_until(lambda: su.prom_value(total), ok=lambda v: v == 12, timeout=PROPAGATION_S, what=total)
+
+
 def test_first_increment_of_a_new_series_counts() -> None:
     uid = unique()
     counter, total = f"stacktest.{uid}.first", f"stacktest_{uid}_first_total"

@@ -126,9 +126,9 @@ def test_guard_runs_before_metrics_leave_the_pipeline(path: Path) -> None:
     """Base: before the disk queue and aggregation. First tier: before routing by stream, so the stream id is
     the aggregate's."""
     processors = merged_pipeline(path)["processors"]
-    for step in ("filter/airflow_otel_plugin_only", "resource/strip_process_identity", "transform/drop_run_ids"):
+    for step in ("filter/airflow_otel_plugin_only", "transform/keep_series_identity", "transform/drop_run_ids"):
         assert step in processors, f"{path.name}: {step} missing from {processors}"
-    assert processors.index("filter/airflow_otel_plugin_only") < processors.index("resource/strip_process_identity")
+    assert processors.index("filter/airflow_otel_plugin_only") < processors.index("transform/keep_series_identity")
     if "transform/job_resource_labels" in processors:  # the aggregator's (not the first tier's: see its comment)
         assert processors.index("filter/airflow_otel_plugin_only") < processors.index("transform/job_resource_labels")
         assert processors.index("transform/job_resource_labels") < processors.index("transform/drop_run_ids")
@@ -224,9 +224,13 @@ def test_jobs_bounded_resource_attributes_become_labels_and_leave_the_resource()
     assert [block["context"] for block in blocks] == ["datapoint", "resource"]  # copy first, then delete
 
 
-def test_process_identity_is_stripped_from_metrics() -> None:
-    attributes = load(BASE)["processors"]["resource/strip_process_identity"]["attributes"]
-    assert {"key": "service.instance.id", "action": "delete"} in attributes
+def test_the_resource_keeps_only_what_names_the_series() -> None:
+    """Anything else on the resource (service.instance.id, telemetry.sdk.version, k8s.pod.name) would split
+    one Prometheus series into streams whose totals overwrite each other."""
+    (block,) = load(BASE)["processors"]["transform/keep_series_identity"]["metric_statements"]
+    assert block["context"] == "resource"
+    assert block["statements"] == [
+        'keep_keys(resource.attributes, ["service.name", "service.namespace", "dag_id", "task_id"])']
 
 
 def label_lists() -> dict[str, list[str]]:

@@ -7,7 +7,8 @@ service.instance.id (our aggregated path strips it and would have stamped the ag
 Before the routing, the two failed tries of the mapped task, two processes, read 1 in Airflow's
 ti.finish; here they are two series adding up to 2, and Airflow's per-task-try counts match ours.
 
-Runs under Airflow 3 (``.venv``; the metric names are 3.x's); shares the deployment of test_airflow_runs.py.
+Runs under Airflow 3 (``.venv``; the metric names are 3.x's); shares the deployment of test_airflow_runs.py
+(after it: its in-process run wants no scheduler).
 """
 
 from __future__ import annotations
