@@ -45,7 +45,7 @@ def airflow(tmp_path_factory, stack, database_url) -> Iterator[AirflowLocal]:
         "AIRFLOW__METRICS__OTEL_HOST": "127.0.0.1",
         "AIRFLOW__METRICS__OTEL_PORT": "4318",
         "AIRFLOW__METRICS__OTEL_SERVICE": f"airflow-own-{uuid.uuid4().hex[:8]}",
-        "AIRFLOW__METRICS__OTEL_INTERVAL_MILLISECONDS": "2000",
+        "AIRFLOW__METRICS__OTEL_INTERVAL_MILLISECONDS": "5000",
     })
     local.migrate()
     yield local
