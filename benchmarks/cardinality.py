@@ -89,7 +89,7 @@ def _pipeline_row(ctx: Context, runs: list[drive.Run], prefix: str) -> list[obje
     disk0 = drive.store_disk()
     shares = _shares(runs)
     began = time.monotonic()
-    with plugin_environ(spool, budget=30):
+    with plugin_environ(spool, budget=15):
         released = run_released(lambda i: functools.partial(drive.send_batched, shares[i]), SENDERS,
                                  SEND_BUDGET_S)
     took = time.monotonic() - began

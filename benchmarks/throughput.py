@@ -43,7 +43,7 @@ def _step(ctx: Context, rate: int, seconds: int) -> tuple[list[object], bool, fl
     every = max(20, rate // SENDERS)  # about one flush per second per sender
     cpu0, sender0 = drive.stack_cpu(), _children_cpu()
     began = time.monotonic()
-    with plugin_environ(ctx.scratch / "spool-throughput", budget=30):
+    with plugin_environ(ctx.scratch / "spool-throughput", budget=15):
         released = run_released(lambda i: functools.partial(drive.send_batched, shares[i], every, rate / SENDERS),
                                 SENDERS, 10 * seconds + 120)
     took = time.monotonic() - began
