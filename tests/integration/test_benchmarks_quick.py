@@ -29,3 +29,5 @@ def test_quick_mode_prints_every_table(stack, tmp_path) -> None:
     assert "this pipeline 100 of 100" in written, written
     # ... and K jobs pushing the same application metric (5 rows each) add up: 100 jobs, 500 rows.
     assert "push_to_collector 500 of 500" in written, written
+    # ... and the throughput senders' first step (50 runs/s) arrives whole (their config once disabled them).
+    assert "Highest sustained rate with nothing lost in this run: none" not in written, written
