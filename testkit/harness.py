@@ -24,7 +24,7 @@ from typing import Any
 from otel_plugin.core import contract, ids
 from testkit import stackutil as su
 from testkit.net import free_port  # noqa: F401 - the reliability tests reach it as h.free_port
-from testkit.plugin import plugin_env  # noqa: F401 - and this as h.plugin_env
+from testkit.plugin import plugin_env
 
 FINISHED = contract.TASK_FINISHED.prometheus
 
@@ -62,6 +62,15 @@ def run_tasks(specs: Sequence[Mapping[str, Any]], env: Mapping[str, str], parall
     failed = [f for f in done if f.returncode]
     assert not failed, f"{len(failed)} task processes failed:\n{failed[0].stderr[-3000:]}"
     return done
+
+
+def bare_exit_delay(spool_dir: Path) -> float:
+    """Exit delay of one task process with the plugin disabled, timed now: interpreter and Airflow teardown,
+    which a loaded machine stretches from about 0.7 s to seconds. Bounds on the plugin's exit are relative to
+    it, so they hold whatever else the machine does."""
+    env = plugin_env(spool_dir, AIRFLOW__OTEL_PLUGIN__ENABLED="false")
+    (bare,) = run_tasks(task_specs("bare_exit", "bare", ["a"]), env)
+    return bare.exit_delay
 
 
 def task_specs(dag_id: str, run_id: str, tasks: Sequence[str], dag_run: str | None = None,

@@ -17,17 +17,19 @@ from testkit import harness as h
 from testkit import stackutil as su
 
 # The hooks may hold the task for the budget plus the flush thread's join margin (0.25 s) and a little
-# scheduling. The whole exit adds interpreter teardown, the same with the plugin disabled: 0.4 s here
-# when the process has a core to itself, seconds when processes started beside it are still importing
-# Airflow on the same 2 cores (so the timed processes below run one at a time).
+# scheduling. The whole exit adds interpreter teardown, the same with the plugin disabled: about 0.7 s when
+# the process has a core to itself, seconds on a loaded machine. So the exit is bounded by the budget plus
+# the teardown of a bare task process timed right after (harness.bare_exit_delay) plus EXIT_SLACK_S.
 HOOK_SLACK_S = 0.5
-EXIT_SLACK_S = 1.5
+EXIT_SLACK_S = 1.0
 
 
-def assert_within_budget(done: h.Finished, budget: float) -> None:
-    print(f"hooks {done.hooks:.2f} s, exit delay {done.exit_delay:.2f} s (budget {budget} s)")
+def assert_within_budget(done: h.Finished, budget: float, spool: Path) -> None:
+    bare = h.bare_exit_delay(spool.parent / "bare-spool")
+    print(f"hooks {done.hooks:.2f} s, exit delay {done.exit_delay:.2f} s (budget {budget} s; "
+          f"a bare task process's exit delay {bare:.2f} s)")
     assert done.hooks <= budget + HOOK_SLACK_S
-    assert done.exit_delay <= budget + EXIT_SLACK_S
+    assert done.exit_delay <= budget + bare + EXIT_SLACK_S
 
 
 @pytest.mark.parametrize(
@@ -50,7 +52,7 @@ def test_task_exits_within_the_flush_budget_and_keeps_everything(
         specs = h.task_specs(dag_id, run_id, ["a"], task_seconds=task_seconds)
         (done,) = h.run_tasks(specs, h.plugin_env(spool, endpoint, budget))
 
-    assert_within_budget(done, budget)
+    assert_within_budget(done, budget, spool)
     assert h.spool_files(spool).keys() == {"logs", "traces", "metrics"}
     assert h.spooled_records(spool) == {"logs": 2, "traces": 1}  # running + success event, the task's span
 
@@ -68,7 +70,7 @@ def test_spool_is_delivered_by_a_later_task_after_a_collector_outage(spool: Path
     with h.outage("collector"):
         down = h.run_tasks(h.task_specs(dag_id, run_id, ["t", "b", "c"], dag_run="success"), env, parallel=1)
     for done in down:
-        assert_within_budget(done, 2.0)
+        assert_within_budget(done, 2.0, spool)
     assert h.spooled_records(spool) == {"logs": 7, "traces": 4}
 
     # A later task on the same host (same spool) delivers its own telemetry and the backlog.
