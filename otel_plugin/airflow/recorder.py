@@ -12,7 +12,7 @@ from otel_plugin import api
 from otel_plugin.airflow import deadlines, events, reconcile, schedule, traces
 from otel_plugin.airflow.metrics import Metrics
 from otel_plugin.airflow.model import DagRunInfo, TaskRun, read, state_name
-from otel_plugin.core import errors, pipeline, process
+from otel_plugin.core import config, errors, pipeline, process
 from otel_plugin.core.runcontext import RunContext
 
 log = logging.getLogger(__name__)
@@ -33,9 +33,11 @@ def set_role(component: object) -> None:
         proc.role = "task"
     elif proc.role != "task":  # 2.x: the LocalTaskJob starts after the TaskCommandMarker
         proc.role, proc.job = "job", component
-        pipe = pipeline.get()
-        if pipe is not None and pipe.meter is not None:
-            schedule.start(component, pipe.cfg.schedule_report_interval)  # reports only in the scheduler
+        # No pipeline here: a 2.x LocalTaskJob forks its task runner next. The thread reports only in the
+        # scheduler and builds the pipeline there.
+        cfg = config.get()
+        if cfg is not None and cfg.enabled and cfg.metrics:
+            schedule.start(component, cfg.schedule_report_interval)
 
 
 def role() -> str | None:
