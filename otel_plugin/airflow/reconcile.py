@@ -14,7 +14,7 @@ under Celery: 55 failed tries counted 67). The scheduler remembers the tries its
 Usage (recorder)::
 
     note_reported(run)                 # a terminal hook reported this try in this (service) process
-    for ti in never_started(dag_run, info):  # at the run's end: the tries nobody reported
+    for run in never_started(dag_run, info):  # at the run's end: the tries nobody reported (snapshots)
         ...
 """
 
@@ -51,10 +51,10 @@ def note_reported(run: TaskRun) -> None:
         reported.popitem(last=False)
 
 
-def never_started(dag_run: object, info: DagRunInfo) -> list[object]:
-    """Terminal task instances of the run (``info``: its snapshot) that no worker picked up (Airflow sets
-    their start_date anyway) and no hook of this process reported; forgets the run's reported tries (its
-    end is reported once)."""
+def never_started(dag_run: object, info: DagRunInfo) -> list[TaskRun]:
+    """Snapshots (``reconciled``) of the run's terminal task instances (``info``: the run's snapshot) that no
+    worker picked up (Airflow sets their start_date anyway) and no hook of this process reported; forgets
+    the run's reported tries (its end is reported once)."""
     reported = _reported().pop((info.dag_id, info.run_id), set())
     get = getattr(dag_run, "get_task_instances", None)
     if get is None:
@@ -66,12 +66,10 @@ def never_started(dag_run: object, info: DagRunInfo) -> list[object]:
     except Exception:
         session = None
     tis = get(session=session) if session is not None else get()
-    return [
-        ti for ti in tis
-        if state_name(read(ti, "state")) in STATES and not read(ti, "hostname") and _key(ti) not in reported
-    ]
-
-
-def _key(ti: object) -> TryKey:
-    run = TaskRun.from_airflow(ti, reconciled=True)
-    return (run.task_id, run.map_index, run.try_number)
+    unreported = []
+    for ti in tis:
+        if state_name(read(ti, "state")) in STATES and not read(ti, "hostname"):
+            run = TaskRun.from_airflow(ti, reconciled=True)
+            if (run.task_id, run.map_index, run.try_number) not in reported:
+                unreported.append(run)
+    return unreported

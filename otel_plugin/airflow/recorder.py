@@ -153,8 +153,7 @@ def dag_run_finished(dag_run: object, msg: object) -> None:
     out = _emitters()
     if out is None:
         return
-    for ti in reconcile.never_started(dag_run, info):
-        run = TaskRun.from_airflow(ti, reconciled=True)
+    for run in reconcile.never_started(dag_run, info):
         # Same trace as the run, and the run's end when the task itself has no times.
         end = run.end or info.end
         run = dataclasses.replace(
