@@ -9,7 +9,7 @@ import dataclasses
 import logging
 
 from otel_plugin import api
-from otel_plugin.airflow import deadlines, events, reconcile, schedule, traces
+from otel_plugin.airflow import deadlines, events, executor_guard, reconcile, schedule, traces
 from otel_plugin.airflow.metrics import Metrics
 from otel_plugin.airflow.model import DagRunInfo, TaskRun, read, state_name
 from otel_plugin.core import config, errors, pipeline, process
@@ -139,6 +139,8 @@ def _record_task(out: _Emitters, run: TaskRun, error: errors.ErrorInfo | None, f
 
 
 def dag_run_running(dag_run: object, msg: object) -> None:
+    # DAG-run hooks fire where an executor may run (scheduler, `dags test`): its shutdown must not hang.
+    executor_guard.install()
     info = DagRunInfo.from_airflow(dag_run, str(msg) if msg else None)
     out = _emitters()
     if out and out.events:
@@ -148,6 +150,7 @@ def dag_run_running(dag_run: object, msg: object) -> None:
 
 
 def dag_run_finished(dag_run: object, msg: object) -> None:
+    executor_guard.install()
     _close_open_task()
     info = DagRunInfo.from_airflow(dag_run, str(msg) if msg else None)
     out = _emitters()

@@ -37,6 +37,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from otel_plugin.airflow import executor_guard
 from otel_plugin.core import contract, pipeline
 from otel_plugin.core.sanitize import safe_str
 
@@ -229,6 +230,7 @@ def _loop(component: object, interval: float, stop: threading.Event) -> None:
     stop.wait(min(interval, 5.0))
     if not _is_scheduler(component):
         return
+    executor_guard.install()  # this thread runs beside the scheduler's executor, up to its end()
     pipe = pipeline.get()
     if pipe is None or pipe.meter is None:
         return
