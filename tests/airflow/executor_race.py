@@ -1,9 +1,12 @@
 """One process that starts Airflow's LocalExecutor (real forked workers, idle) and ends it, ROUNDS times.
 
-    python -m tests.airflow.executor_race GUARD DELAY ROUNDS [PARALLELISM]
+    python -m tests.airflow.executor_race GUARD DELAY ROUNDS [ORDER] [PARALLELISM]
 
 GUARD 1 installs otel_plugin's executor guard first. DELAY seconds are added before each of the executor's
 worker liveness checks: what a busy CPU or another thread holding the GIL does to the executor's thread.
+ORDER ``reversed`` makes end() check the workers in the reverse of the order they were forked, which is
+about the order they wait on the queue (so the earliest pills go to the workers checked last: the race
+every time); ``spawn`` (the default) leaves Airflow's order, where the race needs the two orders to differ.
 Prints one line per round that did not return within END_TIMEOUT (its workers are then killed) and a last
 line ``hung=N rounds=R``. AIRFLOW_HOME must be set (Airflow writes its default config there).
 """
@@ -26,7 +29,7 @@ def _end(executor: object, ended: threading.Event) -> None:
     ended.set()
 
 
-def main(guard: bool, delay: float, rounds: int, parallelism: int) -> int:
+def main(guard: bool, delay: float, rounds: int, order: str, parallelism: int) -> int:
     from airflow.executors.local_executor import LocalExecutor
 
     if guard:
@@ -46,6 +49,8 @@ def main(guard: bool, delay: float, rounds: int, parallelism: int) -> int:
         executor = LocalExecutor(parallelism=parallelism)
         executor.start()
         time.sleep(SETTLE_S)
+        if order == "reversed":
+            executor.workers = dict(reversed(list(executor.workers.items())))
         ended = threading.Event()
         threading.Thread(target=_end, args=(executor, ended), daemon=True).start()
         if ended.wait(END_TIMEOUT):
@@ -63,4 +68,5 @@ def main(guard: bool, delay: float, rounds: int, parallelism: int) -> int:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    sys.exit(main(args[0] == "1", float(args[1]), int(args[2]), int(args[3]) if len(args) > 3 else 16))
+    sys.exit(main(args[0] == "1", float(args[1]), int(args[2]), args[3] if len(args) > 3 else "spawn",
+                  int(args[4]) if len(args) > 4 else 16))

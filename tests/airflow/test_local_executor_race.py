@@ -24,10 +24,11 @@ pytestmark = pytest.mark.airflow  # Airflow 3 only: not in the .venv-af2 pass (M
 ROUNDS = 5
 
 
-def rounds_hung(tmp_path, guard: bool, delay: float, rounds: int = ROUNDS) -> tuple[int, str]:
+def rounds_hung(tmp_path, guard: bool, delay: float, rounds: int = ROUNDS, order: str = "reversed"
+                ) -> tuple[int, str]:
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
     out = subprocess.run([sys.executable, "-m", "tests.airflow.executor_race", "1" if guard else "0",
-                          str(delay), str(rounds)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          str(delay), str(rounds), order], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=rounds * 60 + 120)
     found = re.search(r"^hung=(\d+) rounds=(\d+)$", out.stdout, re.MULTILINE)
     assert found, f"exit {out.returncode}\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}"
@@ -35,9 +36,11 @@ def rounds_hung(tmp_path, guard: bool, delay: float, rounds: int = ROUNDS) -> tu
 
 
 def test_without_the_guard_a_delayed_executor_thread_hangs_end(tmp_path) -> None:
-    # 50 ms per check hung 5 of 5 end() calls on this machine; at least one must hang, or this test no
-    # longer shows the race (then the guard below proves nothing either).
-    hung, out = rounds_hung(tmp_path, guard=False, delay=0.05, rounds=2)
+    # In Airflow's own order the race needs the queue's wait order to differ from the check order (50 ms per
+    # check hung 5 of 5 end() calls one time, 1 of 2 another); checked in the reverse of the fork order, the
+    # first pills go to the workers checked last, every time. At least one must hang, or this test no longer
+    # shows the race (and the guard below proves nothing).
+    hung, out = rounds_hung(tmp_path, guard=False, delay=0.1, rounds=2)
     assert hung >= 1, f"Airflow's LocalExecutor.end() no longer hangs with a delayed thread:\n{out}"
 
 
