@@ -5,7 +5,7 @@ A worker that takes an early pill and exits before its own check is counted as d
 sent; the last idle worker waits in ``activity_queue.get()`` forever and ``end()`` joins it forever:
 ``airflow dags test --use-executor`` never returns, a scheduler never stops. Any delay of the executor's
 thread between two checks opens the window (measured with Airflow 3.3.2 and 16 workers: 5 ms per check
-hung 1 end() in 5, 10-50 ms most of them): a busy CPU, or another thread of the process holding the GIL,
+hung 1 end() in 5, 10-50 ms 2 to 5 of 5): a busy CPU, or another thread of the process holding the GIL,
 such as this plugin's flush of the DAG run's end, which runs just as ``dags test`` calls ``end()``.
 
 ``install()`` wraps ``end()`` to put one pill per live worker, all counted before the first is sent, and
