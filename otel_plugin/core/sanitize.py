@@ -154,9 +154,13 @@ def mask_secrets(text: str) -> str:
             continue
         if isinstance(redacted, str):
             text = redacted
-    if _MAYBE_SECRET.search(text):
-        for pattern, replacement in _PATTERNS:
-            text = pattern.sub(replacement, text)
+    return mask_patterns(text) if _MAYBE_SECRET.search(text) else text
+
+
+def mask_patterns(text: str) -> str:
+    """Every secret pattern applied to ``text`` (mask_secrets calls it only when _MAYBE_SECRET finds a cue)."""
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
     return text
 
 
