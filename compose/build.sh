@@ -29,8 +29,8 @@ bin_path() {
   case $1 in
     collector)
       local hash
-      hash=$(cat "$ROOT/collector/builder.yaml" "$ROOT"/collector/exemplarsprocessor/{go.mod,go.sum,processor.go} \
-        | sha256sum | cut -c1-12)
+      hash=$(cat "$ROOT/collector/builder.yaml" \
+        "$ROOT"/collector/{exemplars,restamp}processor/{go.mod,go.sum,processor.go} | sha256sum | cut -c1-12)
       echo "$BIN/otelcol-airflow-$OTELCOL_VERSION-$hash" ;;
     prometheus) echo "$BIN/prometheus-$PROMETHEUS_VERSION" ;;
     promtool) echo "$BIN/promtool-$PROMETHEUS_VERSION" ;;
@@ -78,8 +78,10 @@ build_collector() {
   dir="$WORK/$(basename "$out")"
   rm -rf "$dir" && mkdir -p "$dir" && cd "$dir"
   # output_path in the manifest is relative: the sources and binary land in this scratch directory. So is
-  # the path of our own processor (./exemplarsprocessor), which the builder resolves from here.
+  # the paths of our own processors (./exemplarsprocessor, ./restampprocessor), which the builder resolves
+  # from here.
   ln -s "$ROOT/collector/exemplarsprocessor" exemplarsprocessor
+  ln -s "$ROOT/collector/restampprocessor" restampprocessor
   "$builder" --config="$ROOT/collector/builder.yaml"
   mv _build/otelcol-airflow "$out"
   cd "$ROOT"

@@ -49,6 +49,7 @@ def burst(dag_id: str, run_id: str, spool: Path, tasks: int, kill_at_start: tupl
     failed = [f for f in done if f.returncode]
     assert not failed, failed[0].stderr[-3000:]
     if harness.spool_files(spool):
+        print(f"replaying what waits in the spool: {harness.spool_files(spool)}")  # shown on a failure
         # On a loaded machine an answer can take longer than the exit budget: the payload waits in the
         # spool (not lost). Hand it over now, so that every payload has been answered before the fault.
         replayed = subprocess.run([sys.executable, "-m", "otel_plugin", "replay", "--timeout", "120"], env=env,
@@ -61,16 +62,30 @@ def burst(dag_id: str, run_id: str, spool: Path, tasks: int, kill_at_start: tupl
     return last_answer
 
 
+def raw_series(dag_id: str) -> list[dict]:
+    return su.prom_query(f'{su.FINISHED}{{dag_id="{dag_id}"}}[30m]')
+
+
+def samples(series: dict) -> list[tuple[float, float]]:
+    return [(float(t), float(v)) for t, v in series["values"]]
+
+
 def counted(dag_id: str) -> float:
     """Task tries of a DAG counted in Prometheus: every increment in the raw samples of its series, a drop
     counted as a reset (as increase() does, without its extrapolation: after a restart, series that got no
     new delta are no longer scraped, and increase() would extrapolate their last interval)."""
-    series = su.prom_query(f'{su.FINISHED}{{dag_id="{dag_id}"}}[30m]')
-    total = 0.0
-    for one in series:
-        values = [float(v) for _, v in one["values"]]
-        total += sum(v - p if v >= p else v for p, v in zip([0.0, *values], values, strict=False))
-    return total
+    return sum(su.counter_total(samples(one)) for one in raw_series(dag_id))
+
+
+def miscounted(dag_id: str, runs: dict[str, int]) -> str:
+    """For a failure message: each series whose increments are not its task's tries, with its raw samples
+    (timestamp, value), so that a duplicate shows where it came from (a scrape or a push, when)."""
+    tries = {f"t{i}": sum(1 for n in runs.values() if i < n) for i in range(max(runs.values()))}
+    lines = []
+    for one in raw_series(dag_id):
+        if su.counter_total(samples(one)) != tries.get(one["metric"].get("task_id", ""), 0):
+            lines.append(f"{one['metric']}: {samples(one)}")
+    return "\n".join(lines) or "every series counts its tries"
 
 
 def arrived(dag_id: str, runs: dict[str, int]) -> tuple[dict[str, tuple[int, int]], float]:
@@ -81,12 +96,16 @@ def arrived(dag_id: str, runs: dict[str, int]) -> tuple[dict[str, tuple[int, int
 def assert_exact(dag_id: str, runs: dict[str, int]) -> None:
     """runs: run_id -> tasks in it. Every event and span of each run once, every task try counted once."""
     want = ({r: (2 * n + 1, n + 1) for r, n in runs.items()}, float(sum(runs.values())))
-    su.wait_until(lambda: arrived(dag_id, runs), ok=lambda got: got[0] == want[0] and got[1] == pytest.approx(want[1]),
-                  timeout=120, interval=1.0, what=f"{want} for {dag_id}")
+    try:
+        su.wait_until(lambda: arrived(dag_id, runs),
+                      ok=lambda got: got[0] == want[0] and got[1] == pytest.approx(want[1]),
+                      timeout=120, interval=1.0, what=f"{want} for {dag_id}")
+    except AssertionError as timed_out:
+        raise AssertionError(f"{timed_out}\n{miscounted(dag_id, runs)}") from None
     time.sleep(SETTLE)
     got = arrived(dag_id, runs)
     assert got[0] == want[0]
-    assert got[1] == pytest.approx(want[1])
+    assert got[1] == pytest.approx(want[1]), miscounted(dag_id, runs)
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.05, 1.0, 3.0], ids=lambda d: f"{d:g}s")

@@ -35,6 +35,7 @@ TYPE_OF_MODULE = {
     "groupbyattrsprocessor": "groupbyattrs",
     "deltatocumulativeprocessor": "delta_to_cumulative",
     "exemplarsprocessor": "exemplars",  # ours: collector/exemplarsprocessor
+    "restampprocessor": "restamp",  # ours: collector/restampprocessor
     "otlpexporter": "otlp_grpc",
     "otlphttpexporter": "otlp_http",
     "debugexporter": "debug",
@@ -146,7 +147,8 @@ def test_aggregation_runs_behind_the_disk_queue_with_one_consumer() -> None:
     assert config["receivers"]["otlp/airflow_otel_plugin_aggregate"]["protocols"]["grpc"]["endpoint"].endswith(receiver)
     assert metrics_processors(config, AGGREGATE) == [
         "groupbyattrs/compact",
-        "transform/merge_and_restamp_deltas",
+        "transform/merge_deltas",
+        "restamp",
         "exemplars/stash",
         "delta_to_cumulative",
         "exemplars/restore",
