@@ -77,9 +77,9 @@ build_collector() {
   fi
   dir="$WORK/$(basename "$out")"
   rm -rf "$dir" && mkdir -p "$dir" && cd "$dir"
-  # output_path in the manifest is relative: the sources and binary land in this scratch directory. So is
-  # the paths of our own processors (./exemplarsprocessor, ./restampprocessor), which the builder resolves
-  # from here.
+  # output_path in the manifest is relative: the sources and binary land in this scratch directory. The
+  # paths of our own processors (./exemplarsprocessor, ./restampprocessor) are relative too: the builder
+  # resolves them from here.
   ln -s "$ROOT/collector/exemplarsprocessor" exemplarsprocessor
   ln -s "$ROOT/collector/restampprocessor" restampprocessor
   "$builder" --config="$ROOT/collector/builder.yaml"

@@ -156,6 +156,8 @@ def test_aggregation_runs_behind_the_disk_queue_with_one_consumer() -> None:
     ]
     assert config["processors"]["exemplars/stash"] == {"mode": "stash"}
     assert config["processors"]["exemplars/restore"] == {"mode": "restore"}
+    # A new series' 0 sample must precede any scrape that can read its first total (docs/reliability.md).
+    assert config["processors"]["restamp"] == {"start_lead": "1s"}
     assert config["service"]["pipelines"][AGGREGATE]["exporters"] == ["prometheus", "otlp_http/prometheus"]
     push = config["exporters"]["otlp_http/prometheus"]["sending_queue"]
     assert push["storage"] == "file_storage" and push["num_consumers"] == 1 and "batch" not in push
