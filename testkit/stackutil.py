@@ -92,11 +92,16 @@ def prom_exemplar_traces(selector: str, window_s: float = 900) -> set[str]:
             for exemplar in series["exemplars"] if "trace_id" in exemplar["labels"]}
 
 
+def series_samples(series: dict[str, Any]) -> list[tuple[float, float]]:
+    """The raw (timestamp, value) samples of one series of a range-vector query's result."""
+    return [(float(t), float(v)) for t, v in series["values"]]
+
+
 def prom_samples(selector: str, window: str = "10m") -> list[tuple[float, float]]:
     """Raw (timestamp, value) samples of the single series a selector matches, over the last window."""
     result = prom_query(f"{selector}[{window}]")
     assert len(result) == 1, f"{selector} matched {len(result)} series: {result}"
-    return [(float(t), float(v)) for t, v in result[0]["values"]]
+    return series_samples(result[0])
 
 
 def counter_total(samples: list[tuple[float, float]]) -> float:

@@ -66,15 +66,11 @@ def raw_series(dag_id: str) -> list[dict]:
     return su.prom_query(f'{su.FINISHED}{{dag_id="{dag_id}"}}[30m]')
 
 
-def samples(series: dict) -> list[tuple[float, float]]:
-    return [(float(t), float(v)) for t, v in series["values"]]
-
-
 def counted(dag_id: str) -> float:
     """Task tries of a DAG counted in Prometheus: every increment in the raw samples of its series, a drop
     counted as a reset (as increase() does, without its extrapolation: after a restart, series that got no
     new delta are no longer scraped, and increase() would extrapolate their last interval)."""
-    return sum(su.counter_total(samples(one)) for one in raw_series(dag_id))
+    return sum(su.counter_total(su.series_samples(one)) for one in raw_series(dag_id))
 
 
 def miscounted(dag_id: str, runs: dict[str, int]) -> str:
@@ -83,8 +79,9 @@ def miscounted(dag_id: str, runs: dict[str, int]) -> str:
     tries = {f"t{i}": sum(1 for n in runs.values() if i < n) for i in range(max(runs.values()))}
     lines = []
     for one in raw_series(dag_id):
-        if su.counter_total(samples(one)) != tries.get(one["metric"].get("task_id", ""), 0):
-            lines.append(f"{one['metric']}: {samples(one)}")
+        samples = su.series_samples(one)
+        if su.counter_total(samples) != tries.get(one["metric"].get("task_id", ""), 0):
+            lines.append(f"{one['metric']}: {samples}")
     return "\n".join(lines) or "every series counts its tries"
 
 

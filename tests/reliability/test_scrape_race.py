@@ -56,7 +56,7 @@ def test_new_series_read_by_a_racing_scrape_count_once() -> None:
                   what=f"{sent} series")
     time.sleep(6)  # one more scrape: a late scraped sample must not change the count
     series = su.prom_query(f"{selector}[30m]")
-    raw = {one["metric"]["task_id"]: [(float(t), float(v)) for t, v in one["values"]] for one in series}
+    raw = {one["metric"]["task_id"]: su.series_samples(one) for one in series}
     twice = {task: samples for task, samples in raw.items() if su.counter_total(samples) != 1}
     assert len(series) == sent
     assert not twice, f"{len(twice)} of {sent} series do not count 1 (raw samples): {twice}"
