@@ -32,6 +32,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -79,6 +80,10 @@ class AirflowLocal:
             # on 2 cores shared with Spark JVMs (demo_spark, the e2e Spark test) and other tests, the api-server
             # was measured answering later than that. 30 s per try.
             "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
+            # SQLite lets one writer in at a time and the others wait its busy timeout, 5 s by default; with a
+            # scheduler, a dag-processor, the api-server and task processes on 2 busy cores, a write waited
+            # longer and failed ("database is locked": a 500 on a trigger, `dags test` exiting 1). 30 s.
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}?timeout=30",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(port),
@@ -202,10 +207,20 @@ class AirflowLocal:
         raise TimeoutError(f"DAG {dag_id} not parsed after {timeout:.0f} s; see {self.home / 'logs'}")
 
     def trigger(self, dag_id: str, run_id: str | None = None, conf: dict | None = None) -> str:
-        body: dict = {"logical_date": None, "conf": conf or {}}
-        if run_id:
-            body["dag_run_id"] = run_id
-        return self.api("POST", f"dags/{dag_id}/dagRuns", body)["dag_run_id"]
+        """Create a manual run; its run id. The id is chosen here, so that a 5xx (a database write that failed
+        in the api-server) can be retried safely: a run created after all answers the retry with 409."""
+        run_id = run_id or f"manual__{datetime.now(timezone.utc).isoformat()}"
+        body = {"logical_date": None, "conf": conf or {}, "dag_run_id": run_id}
+        for attempt in range(3):
+            try:
+                return self.api("POST", f"dags/{dag_id}/dagRuns", body)["dag_run_id"]
+            except urllib.error.HTTPError as exc:
+                if exc.code == 409 and attempt:
+                    return run_id
+                if exc.code < 500 or attempt == 2:
+                    raise
+            time.sleep(2)
+        raise AssertionError("unreachable")
 
     def dag_run(self, dag_id: str, run_id: str) -> dict:
         """The run as the REST API shows it (state, start_date, end_date, ...)."""
