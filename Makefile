@@ -74,7 +74,7 @@ test-airflow2: venv-airflow2 apt-deps stack-up ## unit and real-Airflow tests un
 
 test-oldest: test-airflow2 ## the same: the oldest supported OpenTelemetry lives in .venv-af2
 
-apt-deps: ## Debian packages the tests run as local servers: PostgreSQL (Airflow 2.x), Redis (Celery broker)
+apt-deps: ## Debian packages the tests run as local servers: PostgreSQL (every test Airflow), Redis (Celery broker)
 	compose/apt_deps.sh
 
 test-unit: venv ## fast tests only: no stack, no Airflow processes

@@ -1,5 +1,6 @@
-"""Run a real Airflow 3 (SQLite, LocalExecutor) as local processes with the plugin, for tests and the demo;
-``Airflow2Local`` does the same for Airflow 2.x (PostgreSQL, the scheduler alone).
+"""Run a real Airflow 3 (LocalExecutor; PostgreSQL given a ``database_url``, else SQLite) as local processes
+with the plugin, for tests and the demo; ``Airflow2Local`` does the same for Airflow 2.x (PostgreSQL, the
+scheduler alone).
 
 Usage::
 
@@ -59,8 +60,11 @@ def _session(sid: int) -> list[int]:
 class AirflowLocal:
     COMPONENTS: tuple[str, ...] = ("api-server", "scheduler", "dag-processor")
 
-    def __init__(self, home: Path, dags: Path, port: int = 28080, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, home: Path, dags: Path, port: int = 28080, extra_env: dict[str, str] | None = None,
+                 database_url: str | None = None) -> None:
         self.home = home.resolve()
+        self.database_url = database_url
+        self.done_migrating = False
         self.dags = dags.resolve()
         self.port = port
         self.processes: dict[str, subprocess.Popen] = {}
@@ -80,10 +84,12 @@ class AirflowLocal:
             # on 2 cores shared with Spark JVMs (demo_spark, the e2e Spark test) and other tests, the api-server
             # was measured answering later than that. 30 s per try.
             "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
-            # SQLite lets one writer in at a time and the others wait its busy timeout, 5 s by default; with a
-            # scheduler, a dag-processor, the api-server and task processes on 2 busy cores, a write waited
-            # longer and failed ("database is locked": a 500 on a trigger, `dags test` exiting 1). 30 s.
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}?timeout=30",
+            # PostgreSQL when given (the tests): with SQLite, one writer locks the whole database, and the
+            # api-server's audit log commits on its event loop (airflow/api_fastapi/logging/decorators.py), so a
+            # REST write waiting for that lock stalls the other requests, among them the one holding it, until
+            # the busy timeout ends the wait with "database is locked": 500s, `dags test` exiting 1.
+            # SQLite (the demo): a 30 s busy timeout instead of 5 s, for a loaded machine.
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url or f"sqlite:///{self.home / 'airflow.db'}?timeout=30",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(port),
@@ -116,9 +122,10 @@ class AirflowLocal:
 
     def migrate(self) -> None:
         self.cli("db", "migrate")
+        self.done_migrating = True
 
     def _migrated(self) -> bool:
-        return (self.home / "airflow.db").exists()
+        return self.done_migrating or (self.database_url is None and (self.home / "airflow.db").exists())
 
     def start(self, *components: str, timeout: float = 300) -> None:  # minutes on a loaded machine
         """Start long-running components (api-server, scheduler, dag-processor); waits for the api-server
@@ -264,22 +271,13 @@ class Airflow2Local(AirflowLocal):
     def __init__(self, home: Path, dags: Path, database_url: str, port: int = 28080,
                  extra_env: dict[str, str] | None = None) -> None:
         super().__init__(home, dags, port, {
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url,
             "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
             **(extra_env or {}),
-        })
+        }, database_url)
         from sqlalchemy import create_engine
 
         self.engine = create_engine(database_url, pool_pre_ping=True)
-        self.done_migrating = False
-
-    def migrate(self) -> None:
-        super().migrate()
-        self.done_migrating = True
-
-    def _migrated(self) -> bool:
-        return self.done_migrating
 
     def stop(self) -> None:
         super().stop()
@@ -325,13 +323,13 @@ class CeleryAirflowLocal(AirflowLocal):
     again under the same name, with the same spool."""
 
     def __init__(self, home: Path, dags: Path, broker_url: str, port: int = 28080,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, database_url: str | None = None) -> None:
         super().__init__(home, dags, port, {
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CELERY__BROKER_URL": broker_url,
             "AIRFLOW__CELERY__RESULT_BACKEND": broker_url.rsplit("/", 1)[0] + "/1",
             **(extra_env or {}),
-        })
+        }, database_url)
 
     def spool_dir(self, worker: str) -> Path:
         return self.home / f"spool-{worker}"
@@ -363,4 +361,4 @@ def local_for_installed_airflow(home: Path, dags: Path, database_url: str | None
         if not database_url:
             raise ValueError("Airflow 2.x needs a database_url (it refuses SQLite with LocalExecutor)")
         return Airflow2Local(home, dags, database_url, port, extra_env)
-    return AirflowLocal(home, dags, port, extra_env)
+    return AirflowLocal(home, dags, port, extra_env, database_url)

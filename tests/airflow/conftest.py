@@ -1,7 +1,7 @@
 """Real Airflow for tests: a fresh AIRFLOW_HOME with the test DAGs and the plugin exporting to the stack.
 
 The same tests run under whichever Airflow is installed beside the interpreter: 3.x from ``.venv``
-(SQLite) and 2.x from ``.venv-af2`` (``make test-airflow2``; PostgreSQL, which 2.x needs for LocalExecutor).
+and 2.x from ``.venv-af2`` (``make test-airflow2``), both on PostgreSQL (tests/conftest.py).
 
 Airflow's own OpenTelemetry metrics are on too (``[metrics] otel_on``), into the same Collector, as on a
 platform that turns both on: they take the Collector's ``*/other_apps`` path (test_with_airflow_own_metrics.py).
@@ -17,21 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from testkit.airflow_local import AirflowLocal, installed_major, local_for_installed_airflow
-from testkit.local_servers import LocalPostgres
+from testkit.airflow_local import AirflowLocal, local_for_installed_airflow
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str | None]:
-    """PostgreSQL for Airflow 2.x; None (SQLite in AIRFLOW_HOME) for 3.x."""
-    if installed_major() != 2:
-        yield None
-        return
-    with LocalPostgres(port=25432) as postgres:
-        postgres.create_database("airflow")
-        yield postgres.sqlalchemy_url("airflow")
+def database_url(airflow_database) -> str:
+    return airflow_database("airflow")
 
 
 @pytest.fixture(scope="session")

@@ -94,7 +94,7 @@ def webhook(stack) -> Iterator[alerting.WebhookReceiver]:
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory, webhook):
+def deployment(tmp_path_factory, webhook, airflow_database):
     home = tmp_path_factory.mktemp("airflow_alerts")
     dags = home / "dags"
     dags.mkdir()
@@ -106,7 +106,7 @@ def deployment(tmp_path_factory, webhook):
     local = AirflowLocal(home, dags, port=PORT, extra_env={
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
         "AIRFLOW__OTEL_PLUGIN__SCHEDULE_REPORT_INTERVAL": "5",
-    })  # fmt: skip
+    }, database_url=airflow_database("airflow_alerts"))  # fmt: skip
     local.migrate()
     with socket.socket() as probe:  # a stale api-server there would answer for another database
         assert probe.connect_ex(("127.0.0.1", PORT)) != 0, f"port {PORT} is taken: stop what listens there"

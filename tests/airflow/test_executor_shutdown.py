@@ -34,13 +34,13 @@ RUN_TIMEOUT = 180
 
 
 @pytest.fixture(scope="module")
-def airflow_x(tmp_path_factory, stack) -> Iterator[AirflowLocal]:
+def airflow_x(tmp_path_factory, stack, airflow_database) -> Iterator[AirflowLocal]:
     home = tmp_path_factory.mktemp("airflow_executor")
     local = AirflowLocal(home, ROOT / "tests" / "airflow" / "dags_executor", port=28082, extra_env={
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
         "AIRFLOW__OTEL_PLUGIN__ENABLED": "true",
         "AIRFLOW__OTEL_PLUGIN__JSON_PATH": str(home / "events.jsonl"),
-    })
+    }, database_url=airflow_database("airflow_executor"))
     local.start("api-server")  # the LocalExecutor's task processes talk to the Execution API
     yield local
     local.stop()

@@ -33,7 +33,7 @@ def redis(tmp_path_factory) -> Iterator[LocalRedis]:
 
 
 @pytest.fixture(scope="session")
-def airflow(tmp_path_factory, stack, redis) -> Iterator[CeleryAirflowLocal]:
+def airflow(tmp_path_factory, stack, redis, airflow_database) -> Iterator[CeleryAirflowLocal]:
     home = tmp_path_factory.mktemp("airflow_celery")
     local = CeleryAirflowLocal(home, ROOT / "tests" / "celery" / "dags", redis.url, port=free_port(), extra_env={
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
@@ -45,7 +45,7 @@ def airflow(tmp_path_factory, stack, redis) -> Iterator[CeleryAirflowLocal]:
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
         # A try the killed worker took but had not started stays queued: queue it again after 60 s, not 10 min.
         "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "60",
-    })
+    }, database_url=airflow_database("airflow_celery"))
     with local:
         local.start(*local.COMPONENTS)
         for worker in WORKERS:

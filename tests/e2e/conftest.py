@@ -20,7 +20,7 @@ FIRST_CARD_RUNS = 3
 
 
 @pytest.fixture(scope="session")
-def airflow(tmp_path_factory, stack) -> Iterator[AirflowLocal]:
+def airflow(tmp_path_factory, stack, airflow_database) -> Iterator[AirflowLocal]:
     home = tmp_path_factory.mktemp("airflow_e2e")
     local = AirflowLocal(
         home,
@@ -33,6 +33,7 @@ def airflow(tmp_path_factory, stack) -> Iterator[AirflowLocal]:
             "AIRFLOW__CORE__PARALLELISM": "16",
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "16",
         },
+        database_url=airflow_database("airflow_e2e"),
     )
     with local:
         local.start("api-server", "scheduler", "dag-processor")
