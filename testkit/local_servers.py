@@ -17,6 +17,7 @@ user the Debian package creates and its commands run through ``runuser``.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -101,7 +102,20 @@ class LocalPostgres:
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{database}"
 
     def stop(self) -> None:
-        _stop(self.proc, signal.SIGINT)  # "fast" shutdown
+        """A "fast" shutdown (SIGINT) of the whole process group: ``runuser`` exits on the signal without
+        passing it on, which left the server running, orphaned, after every session."""
+        if self.proc is None:
+            return
+        pid_file = self.directory / "data" / "postmaster.pid"
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGINT)
+        deadline = time.monotonic() + 20
+        while pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):
+            if pid_file.exists():
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
         self.proc = None
 
     def __enter__(self) -> LocalPostgres:
