@@ -87,7 +87,7 @@ class AirflowLocal:
             # PostgreSQL when given (the tests): with SQLite, one writer locks the whole database, and the
             # api-server's audit log commits on its event loop (airflow/api_fastapi/logging/decorators.py), so a
             # REST write waiting for that lock stalls the other requests, among them the one holding it, until
-            # the busy timeout ends the wait with "database is locked": 500s, `dags test` exiting 1.
+            # the busy timeout ends the wait with "database is locked" (500s; most likely `dags test` exiting 1).
             # SQLite (the demo): a 30 s busy timeout instead of 5 s, for a loaded machine.
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url or f"sqlite:///{self.home / 'airflow.db'}?timeout=30",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
